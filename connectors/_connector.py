@@ -1,0 +1,201 @@
+"""The code half of a connector: actions, the client factory, credential verification."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar, get_type_hints
+from uuid import UUID
+
+import httpx
+from pydantic import BaseModel
+
+from connectors._spec import ConnectorSpec
+from connectors.errors import ConnectorError
+
+ClientT = TypeVar("ClientT")
+InputT = TypeVar("InputT", bound=BaseModel)
+OutputT = TypeVar("OutputT", bound=BaseModel)
+
+_TOOL_NAME_MAX = 128
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """What the framework tells a client factory: where the provider is and how to reach it."""
+
+    api_base: str
+    timeout: float
+    # Tests and embedders may route provider traffic through their own httpx transport.
+    http_transport: httpx.AsyncBaseTransport | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hints:
+    """MCP tool annotations. Defaults describe a write that is neither idempotent nor destructive."""
+
+    read_only: bool = False
+    destructive: bool = False
+    idempotent: bool = False
+    open_world: bool = True
+
+    def as_mcp(self) -> dict[str, bool]:
+        return {
+            "readOnlyHint": self.read_only,
+            "destructiveHint": self.destructive,
+            "idempotentHint": self.idempotent or self.read_only,
+            "openWorldHint": self.open_world,
+        }
+
+    @property
+    def safe_to_repeat(self) -> bool:
+        return self.read_only or self.idempotent
+
+
+@dataclass
+class ActionContext(Generic[ClientT]):
+    """What an action receives besides its parameters. Actions never see raw credentials."""
+
+    client: ClientT
+    config: Mapping[str, Any]
+    connection_id: UUID | None
+    log: logging.LoggerAdapter[logging.Logger]
+
+
+ActionFunc = Callable[[ActionContext[Any], Any], Awaitable[BaseModel]]
+ClientFactory = Callable[[Mapping[str, str], ClientOptions], AbstractAsyncContextManager[Any]]
+Verifier = Callable[[Any], Awaitable[dict[str, Any]]]
+ErrorMapper = Callable[[BaseException], ConnectorError | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    connector_slug: str
+    name: str
+    title: str
+    description: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    hints: Hints
+    scopes: tuple[str, ...]
+    func: ActionFunc
+
+    @property
+    def tool_name(self) -> str:
+        return f"{self.connector_slug}_{self.name}"
+
+
+@dataclass
+class Connector:
+    spec: ConnectorSpec
+    actions: dict[str, Action] = field(default_factory=dict)
+    _client_factory: ClientFactory | None = None
+    _verifier: Verifier | None = None
+    _error_mappers: list[ErrorMapper] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, module_file: str) -> Connector:
+        """The connector declared by `connector.yaml` beside the given module."""
+        return cls(ConnectorSpec.from_yaml(Path(module_file).with_name("connector.yaml")))
+
+    @property
+    def slug(self) -> str:
+        return self.spec.slug
+
+    # -- declaration decorators ------------------------------------------------------------
+    def action(
+        self, hints: Hints = Hints(), *, scopes: tuple[str, ...] = (), title: str | None = None
+    ) -> Callable[[Callable[[ActionContext[Any], InputT], Awaitable[OutputT]]], Action]:
+        def register(func: Callable[[ActionContext[Any], InputT], Awaitable[OutputT]]) -> Action:
+            action = self._build_action(func, hints, scopes, title)
+            if action.name in self.actions:
+                raise ValueError(f"{self.slug}: action {action.name!r} declared twice")
+            self.actions[action.name] = action
+            return action
+
+        return register
+
+    def _build_action(
+        self, func: Callable[..., Any], hints: Hints, scopes: tuple[str, ...], title: str | None
+    ) -> Action:
+        types = get_type_hints(func)
+        params = list(inspect.signature(func).parameters)
+        if len(params) != 2:
+            raise TypeError(f"{func.__name__} must take (ctx, params)")
+        input_model, output_model = types.get(params[1]), types.get("return")
+        for model, role in ((input_model, "parameter"), (output_model, "return")):
+            if not (inspect.isclass(model) and issubclass(model, BaseModel)):
+                raise TypeError(f"{self.slug}.{func.__name__}: {role} must be annotated with a pydantic model")
+        doc = inspect.getdoc(func)
+        if not doc:
+            raise TypeError(f"{self.slug}.{func.__name__} needs a docstring: it is what the model reads")
+        assert input_model is not None and output_model is not None
+        _require_field_descriptions(self.slug, func.__name__, input_model)
+        _require_field_descriptions(self.slug, func.__name__, output_model)
+        name = func.__name__
+        if len(f"{self.slug}_{name}") > _TOOL_NAME_MAX:
+            raise ValueError(f"tool name for {self.slug}.{name} is too long")
+        return Action(
+            connector_slug=self.slug,
+            name=name,
+            title=title or name.replace("_", " ").capitalize(),
+            description=doc.split("\n\n")[0].replace("\n", " "),
+            input_model=input_model,
+            output_model=output_model,
+            hints=hints,
+            scopes=scopes,
+            func=func,
+        )
+
+    def client(self, factory: ClientFactory) -> ClientFactory:
+        self._client_factory = factory
+        return factory
+
+    def verifier(self, func: Verifier) -> Verifier:
+        self._verifier = func
+        return func
+
+    def error_mapper(self, func: ErrorMapper) -> ErrorMapper:
+        self._error_mappers.append(func)
+        return func
+
+    # -- used by the runtime -----------------------------------------------------------------
+    def open_client(
+        self, credentials: Mapping[str, str], options: ClientOptions
+    ) -> AbstractAsyncContextManager[Any]:
+        if self._client_factory is None:
+            return _no_client()
+        return self._client_factory(credentials, options)
+
+    async def verify(self, client: Any) -> dict[str, Any]:
+        return await self._verifier(client) if self._verifier else {}
+
+    def map_error(self, exc: BaseException) -> ConnectorError | None:
+        for mapper in self._error_mappers:
+            mapped = mapper(exc)
+            if mapped is not None:
+                return mapped
+        return None
+
+
+class _NoClient:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def _no_client() -> AbstractAsyncContextManager[None]:
+    return _NoClient()
+
+
+def _require_field_descriptions(slug: str, func_name: str, model: type[BaseModel]) -> None:
+    missing = [name for name, info in model.model_fields.items() if not info.description]
+    if missing:
+        raise TypeError(f"{slug}.{func_name}: describe every field of {model.__name__}: {missing}")
+

@@ -1,0 +1,115 @@
+"""Failures an action can report, one class per kind (Authlib/Airbyte style, not a switch).
+
+Each carries a `message` that is safe to show the agent and the user, and may carry an internal
+`detail` for logs. `server/errors.py` is the one place these become HTTP or MCP responses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+
+class ConnectorError(Exception):
+    code: ClassVar[str] = "connector_error"
+    http_status: ClassVar[int] = 502
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def facts(self) -> dict[str, object]:
+        """Machine-readable fields for structured error results."""
+        return {"code": self.code, "message": self.message}
+
+
+class InvalidInput(ConnectorError):
+    code = "invalid_input"
+    http_status = 400
+
+    def __init__(self, message: str, *, field: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.field = field
+
+    def facts(self) -> dict[str, object]:
+        return {**super().facts(), "field": self.field}
+
+
+class InvalidCredentials(ConnectorError):
+    """The provider refused the stored credential: the user must connect again."""
+
+    code = "invalid_credentials"
+    http_status = 400
+
+
+class NotConnected(ConnectorError):
+    """No usable connection: the user must visit `connect_url` first."""
+
+    code = "not_connected"
+    http_status = 409
+
+    def __init__(self, message: str, *, connect_url: str, connection_id: str) -> None:
+        super().__init__(message)
+        self.connect_url = connect_url
+        self.connection_id = connection_id
+
+    def facts(self) -> dict[str, object]:
+        return {**super().facts(), "connectUrl": self.connect_url, "connectionId": self.connection_id}
+
+
+class MissingScopes(ConnectorError):
+    code = "missing_scopes"
+    http_status = 403
+
+    def __init__(self, scopes: Sequence[str], *, provider: str) -> None:
+        named = ", ".join(scopes) or "an unnamed scope"
+        super().__init__(f"{provider} refused: the connection lacks the scope(s) {named}")
+        self.scopes = list(scopes)
+
+    def facts(self) -> dict[str, object]:
+        return {**super().facts(), "scopes": self.scopes}
+
+
+class Forbidden(ConnectorError):
+    code = "forbidden"
+    http_status = 403
+
+
+class NotFound(ConnectorError):
+    code = "not_found"
+    http_status = 404
+
+
+class RateLimited(ConnectorError):
+    code = "rate_limited"
+    http_status = 429
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = max(0.0, retry_after)
+
+    def facts(self) -> dict[str, object]:
+        return {**super().facts(), "retryAfter": round(self.retry_after, 3)}
+
+
+class UpstreamError(ConnectorError):
+    code = "upstream_error"
+    http_status = 502
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transient = retryable
+
+    @property
+    def is_transient(self) -> bool:
+        return self.transient
+
+
+class UpstreamTimeout(ConnectorError):
+    code = "upstream_timeout"
+    http_status = 504
+    retryable = True

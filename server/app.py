@@ -1,0 +1,99 @@
+"""The composition root: builds the hub, the REST sidecar and /mcp into one Starlette app."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from auth.credentials import CredentialVault
+from connectors import ActionRunner, RetryPolicy, load_catalog
+from server.errors import ApiError, error_response
+from server.hub import Hub
+from server.keys import load_keyring
+from server.mcp_app import AgentKeyVerifier, build_mcp_server, caller_from_http
+from server.settings import Settings
+from server.web import pages
+from server.web.routes import api_routes
+from storage import db
+from storage.repositories import Store
+
+
+def build_hub(settings: Settings, *, http_transport: httpx.AsyncBaseTransport | None = None) -> Hub:
+    catalog = load_catalog()
+    api_bases = {slug: o.api_base for slug, o in settings.connectors.items() if o.api_base}
+    runner = ActionRunner(
+        api_bases=api_bases,
+        timeout=settings.action_timeout_seconds,
+        retry=RetryPolicy(max_wait=settings.max_retry_wait_seconds),
+        http_transport=http_transport,
+    )
+    store = Store(db.create_engine(settings.resolved_database_url))
+    vault = CredentialVault(load_keyring(settings).keyring)
+    return Hub(settings=settings, store=store, vault=vault, catalog=catalog, runner=runner)
+
+
+def _transport_security(settings: Settings) -> TransportSecuritySettings:
+    """DNS-rebinding protection: only our own host names, plus loopback for local clients."""
+    public = urlsplit(settings.public_url)
+    hosts = {"127.0.0.1:*", "localhost:*", "[::1]:*", public.netloc, f"{public.hostname}:*"}
+    origins = {"http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", f"{public.scheme}://{public.netloc}"}
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=sorted(hosts), allowed_origins=sorted(origins)
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def api_not_found(request: Request) -> Response:
+    return error_response(ApiError(404, f"no API route {request.method} {request.url.path}"))
+
+
+def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
+    hub = hub or build_hub(settings)
+    mcp_server = build_mcp_server(hub, caller_from_http)
+    mcp_http = mcp_server.streamable_http_app(
+        streamable_http_path="/mcp",
+        transport_security=_transport_security(settings),
+        max_request_body_size=settings.max_body_bytes,
+        auth=AuthSettings(
+            issuer_url=settings.public_url,  # type: ignore[arg-type]
+            resource_server_url=f"{settings.public_url}/mcp",  # type: ignore[arg-type]
+            # Agent keys are minted by this server for this server; the verifier is the audience check.
+            validate_token_resource=False,
+        ),
+        token_verifier=AgentKeyVerifier(hub),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        await db.upgrade(hub.store.engine)
+        await hub.check_master_key()
+        async with mcp_server.session_manager.run():
+            yield {}
+        await hub.store.engine.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            *api_routes(),
+            Route("/api/{path:path}", api_not_found, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
+            *pages.page_routes(),
+            Mount("/", app=mcp_http),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.hub = hub
+    app.state.settings = settings
+    return app

@@ -1,0 +1,226 @@
+"""`tendril` command line. Commands that print a new key print it as their last line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+import uvicorn
+
+from auth.crypto import CryptoError, generate_key
+from server.app import build_app, build_hub
+from server.errors import ApiError
+from server.hub import Hub
+from server.keys import StartupRefused
+from server.logs import configure_logging
+from server.mcp_app import build_mcp_server, fixed_agent_resolver
+from server.settings import Settings
+from storage import db
+
+logger = logging.getLogger("tendril")
+
+
+def _say(text: str = "") -> None:
+    # Human-facing output goes to stdout; logs go to stderr.
+    print(text, flush=True)
+
+
+async def _with_hub(settings: Settings, work: Callable[[Hub], Awaitable[int]]) -> int:
+    hub = build_hub(settings)
+    try:
+        await db.upgrade(hub.store.engine)
+        return await work(hub)
+    finally:
+        await hub.store.engine.dispose()
+
+
+# -- commands --------------------------------------------------------------------------------
+async def _bootstrap_admin(hub: Hub) -> int:
+    """First run on an empty database: an `admin` owner and a key shown once."""
+    if await hub.store.count_owners() > 0:
+        return 0
+    owner = await hub.create_owner("admin")
+    key = await hub.create_api_key(owner.id, name="bootstrap", permissions=["admin"])
+    _say("Created owner 'admin'. Its API key is shown only this once, keep it:")
+    _say(f"  {key.plaintext}")
+    _say("Create an agent allowed to use Slack and Telegram with:")
+    _say("  tendril agents create --owner admin --name my-agent --allow slack,telegram")
+    _say(
+        f"or: curl -X POST {hub.url('/api/v1/agents')} -H 'Authorization: Bearer <key>' "
+        "-H 'Content-Type: application/json' -d '{\"name\": \"my-agent\", \"allowedConnectors\": [\"slack\"]}'"
+    )
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    asyncio.run(_with_hub(settings, _bootstrap_admin))
+    app = build_app(settings)
+    _say(f"Tendril serving on http://{host}:{port} (MCP at {settings.public_url}/mcp)")
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)
+    return 0
+
+
+def cmd_mcp(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.agent_key is None:
+        logger.error("set TENDRIL_AGENT_KEY to the agent key this stdio server speaks for")
+        return 2
+    agent_key = settings.agent_key.get_secret_value()
+
+    async def run(hub: Hub) -> int:
+        if await hub.authenticate_agent(agent_key) is None:
+            logger.error("TENDRIL_AGENT_KEY is not a valid agent key")
+            return 2
+        from mcp.server.stdio import stdio_server
+
+        server = build_mcp_server(hub, fixed_agent_resolver(hub, agent_key))
+        async with stdio_server() as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+        return 0
+
+    return anyio.run(_with_hub, settings, run)
+
+
+def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    async def noop(hub: Hub) -> int:
+        _say("database is up to date")
+        return 0
+
+    return asyncio.run(_with_hub(settings, noop))
+
+
+def cmd_owners_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(hub: Hub) -> int:
+        owner = await hub.create_owner(args.name)
+        key = await hub.create_api_key(owner.id, name="default", permissions=["admin"])
+        _say(f"Created owner {owner.name} ({owner.id}) with an admin API key (shown once):")
+        _say(key.plaintext)
+        return 0
+
+    return asyncio.run(_with_hub(settings, work))
+
+
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(hub: Hub) -> int:
+        owner = await hub.owner_named(args.owner)
+        key = await hub.create_api_key(owner.id, name=args.name, permissions=args.permission or None)
+        _say(f"Created API key '{key.record.name}' for {owner.name} with {list(key.record.permissions)} (shown once):")
+        _say(key.plaintext)
+        return 0
+
+    return asyncio.run(_with_hub(settings, work))
+
+
+def cmd_agents_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(hub: Hub) -> int:
+        owner = await hub.owner_named(args.owner)
+        allowed = [slug.strip() for slug in (args.allow or "").split(",") if slug.strip()]
+        created = await hub.create_agent(owner.id, name=args.name, allowed_connectors=allowed)
+        _say(f"Created agent {created.record.name} ({created.record.id}) allowed {allowed}.")
+        _say(f"MCP endpoint: {hub.url('/mcp')} with header 'Authorization: Bearer <agent key>'.")
+        _say("Agent key (shown once):")
+        _say(created.plaintext_key)
+        return 0
+
+    return asyncio.run(_with_hub(settings, work))
+
+
+def cmd_crypto_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(hub: Hub) -> int:
+        resealed = unchanged = 0
+        for connection_id, sealed in await hub.store.all_sealed_credentials():
+            fresh = hub.vault.reseal(connection_id, sealed)
+            if fresh is None:
+                unchanged += 1
+            elif await hub.store.replace_sealed_credentials(connection_id, sealed, fresh):
+                resealed += 1
+        _say(
+            f"re-encrypted {resealed} credential(s) with key {hub.vault.keyring.primary_key_id}; "
+            f"{unchanged} already used it"
+        )
+        return 0
+
+    return asyncio.run(_with_hub(settings, work))
+
+
+def cmd_crypto_generate_key(settings: Settings, args: argparse.Namespace) -> int:
+    _say(generate_key())
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tendril", description="Tendril connector hub")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the REST API and the MCP server (Streamable HTTP at /mcp)")
+    serve.add_argument("--host", help="interface to bind (default TENDRIL_HOST)")
+    serve.add_argument("--port", type=int, help="port to bind (default TENDRIL_PORT)")
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("mcp", help="run the MCP server on stdio for TENDRIL_AGENT_KEY").set_defaults(func=cmd_mcp)
+
+    database = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
+    database.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+
+    owners = sub.add_parser("owners", help="manage owners").add_subparsers(dest="owners_command", required=True)
+    owner_create = owners.add_parser("create", help="create an owner and print an admin API key")
+    owner_create.add_argument("name")
+    owner_create.set_defaults(func=cmd_owners_create)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    key_create = keys.add_parser("create", help="create an API key and print it")
+    key_create.add_argument("--owner", required=True)
+    key_create.add_argument("--name", default="cli")
+    key_create.add_argument(
+        "--permission", action="append", choices=["read", "write", "execute", "admin"], help="repeatable"
+    )
+    key_create.set_defaults(func=cmd_keys_create)
+
+    agents = sub.add_parser("agents", help="manage agents").add_subparsers(dest="agents_command", required=True)
+    agent_create = agents.add_parser("create", help="create an agent and print its MCP key")
+    agent_create.add_argument("--owner", required=True)
+    agent_create.add_argument("--name", required=True)
+    agent_create.add_argument("--allow", default="", help="comma-separated connector slugs, e.g. slack,telegram")
+    agent_create.set_defaults(func=cmd_agents_create)
+
+    crypto = sub.add_parser("crypto", help="encryption keys").add_subparsers(dest="crypto_command", required=True)
+    crypto.add_parser("rotate", help="re-encrypt every credential with the first key").set_defaults(
+        func=cmd_crypto_rotate
+    )
+    crypto.add_parser("generate-key", help="print a new base64 AES-256 key").set_defaults(
+        func=cmd_crypto_generate_key
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_environment()
+    except ValueError as exc:
+        print(f"tendril: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    handler: Callable[[Settings, argparse.Namespace], Any] = args.func
+    try:
+        return int(handler(settings, args))
+    except StartupRefused as exc:
+        logger.error("refusing to start: %s", exc)
+        return 2
+    except CryptoError as exc:
+        logger.error("encryption key problem: %s", exc)
+        return 2
+    except ApiError as exc:
+        logger.error("%s", exc.message)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

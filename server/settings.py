@@ -1,0 +1,103 @@
+"""Every setting Tendril reads, in one place.
+
+This is the only module that reads the environment or `.env`. Everything else receives values
+through constructor arguments, so tests build their own `Settings(...)` without touching os.environ.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "TENDRIL_"
+
+
+class ConnectorSettings(BaseModel):
+    """Per-connector overrides: `TENDRIL_<SLUG>_API_BASE`, `_CLIENT_ID`, ... (SLUG upper-cased)."""
+
+    api_base: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    authorize_url: str | None = None
+    token_url: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", validate_default=True
+    )
+
+    env: Literal["development", "production", "test"] = Field(
+        "development", description="`production` refuses to start without TENDRIL_MASTER_KEY."
+    )
+    data_dir: Path = Field(Path(".tendril"), description="Where the embedded database and key live.")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy async URL. Default: SQLite at <data_dir>/tendril.db. PostgreSQL: "
+        "postgresql+asyncpg://user:pw@host/db or postgresql+psycopg://...",
+    )
+    master_key: SecretStr | None = Field(
+        None,
+        description="Comma-separated base64 AES-256 keys. The first encrypts, all decrypt.",
+    )
+    public_url: str = Field("http://127.0.0.1:8080", description="Base of every URL handed out.")
+    host: str = Field("127.0.0.1", description="Interface `tendril serve` binds.")
+    port: int = Field(8080, ge=0, le=65535, description="Port `tendril serve` binds.")
+    log_level: str = Field("INFO", description="Root log level.")
+    max_body_bytes: int = Field(1_048_576, gt=0, description="Largest JSON request body accepted.")
+    action_timeout_seconds: float = Field(30.0, gt=0, description="Deadline for one provider action.")
+    max_retry_wait_seconds: float = Field(
+        10.0, ge=0, description="Longest rate-limit wait Tendril sits out itself before telling the caller."
+    )
+    agent_key: SecretStr | None = Field(None, description="Agent key used by `tendril mcp` (stdio).")
+    connectors: dict[str, ConnectorSettings] = Field(
+        default_factory=dict, description="Filled from TENDRIL_<SLUG>_* variables."
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("TENDRIL_PUBLIC_URL must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'tendril.db'}"
+
+    def connector(self, slug: str) -> ConnectorSettings:
+        return self.connectors.get(slug, ConnectorSettings())
+
+    @classmethod
+    def from_environment(cls, env_file: str | Path = ".env") -> Settings:
+        """Read TENDRIL_* from the process environment and `.env` (the environment wins)."""
+        raw: dict[str, str] = {
+            key: value for key, value in dotenv_values(env_file).items() if value is not None
+        }
+        raw.update(os.environ)
+        settings = cls(_env_file=env_file)  # type: ignore[call-arg]
+        settings.connectors = _connector_settings(raw)
+        return settings
+
+
+_CONNECTOR_FIELD = re.compile(
+    rf"^{ENV_PREFIX}(?P<slug>[A-Z0-9_]+?)_(?P<field>API_BASE|CLIENT_ID|CLIENT_SECRET|AUTHORIZE_URL|TOKEN_URL)$"
+)
+
+
+def _connector_settings(raw: dict[str, str]) -> dict[str, ConnectorSettings]:
+    found: dict[str, dict[str, str]] = {}
+    for key, value in raw.items():
+        match = _CONNECTOR_FIELD.match(key)
+        if match and value:
+            found.setdefault(match["slug"].lower(), {})[match["field"].lower()] = value
+    return {slug: ConnectorSettings.model_validate(fields) for slug, fields in found.items()}

@@ -1,0 +1,1 @@
+"""The Starlette sidecar: REST API and the small pages people open in a browser."""

@@ -1,0 +1,411 @@
+"""Typed access to the tables. Every read that serves a caller is scoped by owner id here, so a
+route cannot forget the scoping."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from storage import schema
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AlreadyExists(Exception):
+    """A unique constraint refused the write (a name already taken)."""
+
+
+class ConnectionStatus:
+    PENDING = "pending"
+    ACTIVE = "active"
+    NEEDS_REAUTH = "needs_reauth"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    id: UUID
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    id: UUID
+    owner_id: UUID
+    name: str
+    key_prefix: str
+    permissions: tuple[str, ...]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    id: UUID
+    owner_id: UUID
+    name: str
+    allowed_connectors: tuple[str, ...]
+    key_prefix: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRecord:
+    id: UUID
+    owner_id: UUID
+    connector_slug: str
+    label: str
+    status: str
+    config: Mapping[str, Any]
+    sealed_credentials: str | None
+    account: Mapping[str, Any]
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+
+def _api_key(row: sa.Row[Any]) -> ApiKeyRecord:
+    m = row._mapping
+    return ApiKeyRecord(
+        m["id"], m["owner_id"], m["name"], m["key_prefix"], tuple(m["permissions"]),
+        m["created_at"], m["last_used_at"], m["revoked_at"],
+    )  # fmt: skip
+
+
+def _agent(row: sa.Row[Any]) -> AgentRecord:
+    m = row._mapping
+    return AgentRecord(
+        m["id"], m["owner_id"], m["name"], tuple(m["allowed_connectors"]), m["key_prefix"],
+        m["created_at"], m["updated_at"],
+    )  # fmt: skip
+
+
+def _connection(row: sa.Row[Any]) -> ConnectionRecord:
+    m = row._mapping
+    return ConnectionRecord(
+        m["id"], m["owner_id"], m["connector_slug"], m["label"], m["status"], dict(m["config"]),
+        m["credentials"], dict(m["account"]), m["last_error"], m["created_at"], m["updated_at"],
+        m["deleted_at"],
+    )  # fmt: skip
+
+
+class Store:
+    """All repositories over one engine."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    # -- owners -----------------------------------------------------------------------------
+    async def create_owner(self, name: str) -> Owner:
+        owner = Owner(uuid.uuid4(), name, self.clock())
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    schema.owners.insert().values(id=owner.id, name=name, created_at=owner.created_at)
+                )
+        except IntegrityError as exc:
+            raise AlreadyExists(f"owner {name!r} already exists") from exc
+        return owner
+
+    async def owner_by_name(self, name: str) -> Owner | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(schema.owners).where(schema.owners.c.name == name))).first()
+        return Owner(row.id, row.name, row.created_at) if row else None
+
+    async def count_owners(self) -> int:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(sa.select(sa.func.count()).select_from(schema.owners))).scalar_one()
+
+    # -- API keys ---------------------------------------------------------------------------
+    async def create_api_key(
+        self, owner_id: UUID, *, name: str, key_hash: str, key_prefix: str, permissions: Sequence[str]
+    ) -> ApiKeyRecord:
+        record = ApiKeyRecord(
+            uuid.uuid4(), owner_id, name, key_prefix, tuple(permissions), self.clock(), None, None
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                schema.api_keys.insert().values(
+                    id=record.id, owner_id=owner_id, name=name, key_hash=key_hash, key_prefix=key_prefix,
+                    permissions=list(permissions), created_at=record.created_at,
+                )  # fmt: skip
+            )
+        return record
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        """The live key with this digest, touching its last-used time."""
+        table = schema.api_keys
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(table).where(table.c.key_hash == key_hash, table.c.revoked_at.is_(None))
+                )
+            ).first()
+            if row is None:
+                return None
+            await conn.execute(table.update().where(table.c.id == row.id).values(last_used_at=self.clock()))
+        return _api_key(row)
+
+    async def list_api_keys(self, owner_id: UUID) -> list[ApiKeyRecord]:
+        table = schema.api_keys
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(table).where(table.c.owner_id == owner_id).order_by(table.c.created_at.desc())
+            )
+            return [_api_key(row) for row in rows]
+
+    async def revoke_api_key(self, owner_id: UUID, key_id: UUID) -> bool:
+        table = schema.api_keys
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                table.update()
+                .where(table.c.id == key_id, table.c.owner_id == owner_id, table.c.revoked_at.is_(None))
+                .values(revoked_at=self.clock())
+            )
+        return result.rowcount == 1
+
+    # -- agents -----------------------------------------------------------------------------
+    async def create_agent(
+        self, owner_id: UUID, *, name: str, allowed_connectors: Sequence[str], key_hash: str, key_prefix: str
+    ) -> AgentRecord:
+        now = self.clock()
+        record = AgentRecord(uuid.uuid4(), owner_id, name, tuple(allowed_connectors), key_prefix, now, now)
+        async with self.engine.begin() as conn:
+            if await self._agent_name_taken(conn, owner_id, name):
+                raise AlreadyExists(f"an agent named {name!r} already exists")
+            await conn.execute(
+                schema.agents.insert().values(
+                    id=record.id, owner_id=owner_id, name=name, allowed_connectors=list(allowed_connectors),
+                    key_hash=key_hash, key_prefix=key_prefix, created_at=now, updated_at=now,
+                )  # fmt: skip
+            )
+        return record
+
+    async def _agent_name_taken(
+        self, conn: AsyncConnection, owner_id: UUID, name: str, *, other_than: UUID | None = None
+    ) -> bool:
+        table = schema.agents
+        query = sa.select(table.c.id).where(
+            table.c.owner_id == owner_id, table.c.name == name, table.c.deleted_at.is_(None)
+        )
+        if other_than is not None:
+            query = query.where(table.c.id != other_than)
+        return (await conn.execute(query)).first() is not None
+
+    async def agent_by_key_hash(self, key_hash: str) -> AgentRecord | None:
+        table = schema.agents
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(table).where(table.c.key_hash == key_hash, table.c.deleted_at.is_(None))
+                )
+            ).first()
+        return _agent(row) if row else None
+
+    async def get_agent(self, owner_id: UUID, agent_id: UUID) -> AgentRecord | None:
+        table = schema.agents
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(table).where(
+                        table.c.id == agent_id, table.c.owner_id == owner_id, table.c.deleted_at.is_(None)
+                    )
+                )
+            ).first()
+        return _agent(row) if row else None
+
+    async def list_agents(self, owner_id: UUID) -> list[AgentRecord]:
+        table = schema.agents
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(table)
+                .where(table.c.owner_id == owner_id, table.c.deleted_at.is_(None))
+                .order_by(table.c.created_at.desc())
+            )
+            return [_agent(row) for row in rows]
+
+    async def update_agent(
+        self,
+        owner_id: UUID,
+        agent_id: UUID,
+        *,
+        name: str | None = None,
+        allowed_connectors: Sequence[str] | None = None,
+    ) -> AgentRecord | None:
+        table = schema.agents
+        values: dict[str, Any] = {"updated_at": self.clock()}
+        if name is not None:
+            values["name"] = name
+        if allowed_connectors is not None:
+            values["allowed_connectors"] = list(allowed_connectors)
+        async with self.engine.begin() as conn:
+            if name is not None and await self._agent_name_taken(conn, owner_id, name, other_than=agent_id):
+                raise AlreadyExists(f"an agent named {name!r} already exists")
+            await conn.execute(
+                table.update()
+                .where(table.c.id == agent_id, table.c.owner_id == owner_id, table.c.deleted_at.is_(None))
+                .values(**values)
+            )
+        return await self.get_agent(owner_id, agent_id)
+
+    async def delete_agent(self, owner_id: UUID, agent_id: UUID) -> bool:
+        table = schema.agents
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                table.update()
+                .where(table.c.id == agent_id, table.c.owner_id == owner_id, table.c.deleted_at.is_(None))
+                .values(deleted_at=now, updated_at=now)
+            )
+        return result.rowcount == 1
+
+    # -- connections ------------------------------------------------------------------------
+    async def create_connection(
+        self, owner_id: UUID, *, connector_slug: str, label: str, config: Mapping[str, Any]
+    ) -> ConnectionRecord:
+        now = self.clock()
+        record = ConnectionRecord(
+            uuid.uuid4(), owner_id, connector_slug, label, ConnectionStatus.PENDING, dict(config),
+            None, {}, None, now, now, None,
+        )  # fmt: skip
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                schema.connections.insert().values(
+                    id=record.id, owner_id=owner_id, connector_slug=connector_slug, label=label,
+                    status=record.status, config=dict(config), credentials=None, account={},
+                    created_at=now, updated_at=now,
+                )  # fmt: skip
+            )
+        return record
+
+    async def get_connection(self, owner_id: UUID, connection_id: UUID) -> ConnectionRecord | None:
+        table = schema.connections
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(table).where(
+                        table.c.id == connection_id,
+                        table.c.owner_id == owner_id,
+                        table.c.deleted_at.is_(None),
+                    )
+                )
+            ).first()
+        return _connection(row) if row else None
+
+    async def list_connections(
+        self,
+        owner_id: UUID,
+        *,
+        connector_slugs: Sequence[str] | None = None,
+        status: str | None = None,
+        label: str | None = None,
+    ) -> list[ConnectionRecord]:
+        """The owner's live connections, newest first."""
+        table = schema.connections
+        query = sa.select(table).where(table.c.owner_id == owner_id, table.c.deleted_at.is_(None))
+        if connector_slugs is not None:
+            query = query.where(table.c.connector_slug.in_(list(connector_slugs)))
+        if status is not None:
+            query = query.where(table.c.status == status)
+        if label is not None:
+            query = query.where(table.c.label == label)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query.order_by(table.c.created_at.desc(), table.c.id))
+            return [_connection(row) for row in rows]
+
+    async def connector_slug_of(self, connection_id: UUID) -> str | None:
+        """Only the connector of a live connection, for the unauthenticated connect page."""
+        table = schema.connections
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(
+                    sa.select(table.c.connector_slug).where(
+                        table.c.id == connection_id, table.c.deleted_at.is_(None)
+                    )
+                )
+            ).scalar_one_or_none()
+
+    async def all_sealed_credentials(self) -> list[tuple[UUID, str]]:
+        """Every stored ciphertext, deleted connections included (for key rotation)."""
+        table = schema.connections
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(table.c.id, table.c.credentials).where(table.c.credentials.is_not(None))
+            )
+            return [(row.id, row.credentials) for row in rows]
+
+    async def replace_sealed_credentials(self, connection_id: UUID, old: str, new: str) -> bool:
+        """Compare-and-swap, so a rotation never overwrites a credential written meanwhile."""
+        table = schema.connections
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                table.update()
+                .where(table.c.id == connection_id, table.c.credentials == old)
+                .values(credentials=new)
+            )
+        return result.rowcount == 1
+
+    async def activate_connection(
+        self, owner_id: UUID, connection_id: UUID, *, sealed_credentials: str, account: Mapping[str, Any]
+    ) -> ConnectionRecord | None:
+        return await self._update_connection(
+            owner_id,
+            connection_id,
+            status=ConnectionStatus.ACTIVE,
+            credentials=sealed_credentials,
+            account=dict(account),
+            last_error=None,
+        )
+
+    async def set_connection_status(
+        self, owner_id: UUID, connection_id: UUID, status: str, *, last_error: str | None = None
+    ) -> ConnectionRecord | None:
+        return await self._update_connection(owner_id, connection_id, status=status, last_error=last_error)
+
+    async def revoke_connection(self, owner_id: UUID, connection_id: UUID) -> ConnectionRecord | None:
+        now = self.clock()
+        # The credential is dropped on revoke: a revoked connection holds no secret at all.
+        return await self._update_connection(
+            owner_id,
+            connection_id,
+            status=ConnectionStatus.REVOKED,
+            credentials=None,
+            deleted_at=now,
+            now=now,
+        )
+
+    async def _update_connection(
+        self, owner_id: UUID, connection_id: UUID, *, now: datetime | None = None, **values: Any
+    ) -> ConnectionRecord | None:
+        table = schema.connections
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    table.update()
+                    .where(
+                        table.c.id == connection_id,
+                        table.c.owner_id == owner_id,
+                        table.c.deleted_at.is_(None),
+                    )
+                    .values(updated_at=now or self.clock(), **values)
+                    .returning(*table.c)
+                )
+            ).first()
+        return _connection(row) if row else None

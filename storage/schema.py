@@ -1,0 +1,106 @@
+"""The relational schema, shared by SQLite and PostgreSQL (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on both engines (SQLite drops the zone; we put it back)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _id() -> sa.Column[Any]:
+    return sa.Column("id", sa.Uuid(), primary_key=True)
+
+
+def _created() -> sa.Column[Any]:
+    return sa.Column("created_at", UTCDateTime(), nullable=False)
+
+
+owners = sa.Table(
+    "owners",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    _created(),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    _id(),
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    # Only a digest of the key is kept; the key itself is shown once, at creation.
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_prefix", sa.String(16), nullable=False),
+    sa.Column("permissions", sa.JSON(), nullable=False),
+    _created(),
+    sa.Column("last_used_at", UTCDateTime()),
+    sa.Column("revoked_at", UTCDateTime()),
+    sa.Index(None, "owner_id"),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    _id(),
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("allowed_connectors", sa.JSON(), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_prefix", sa.String(16), nullable=False),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("deleted_at", UTCDateTime()),
+    sa.Index(None, "owner_id"),
+)
+
+connections = sa.Table(
+    "connections",
+    metadata,
+    _id(),
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("connector_slug", sa.String(64), nullable=False),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("config", sa.JSON(), nullable=False),
+    # AES-256-GCM ciphertext sealed by auth.crypto (key id inside); never plaintext.
+    sa.Column("credentials", sa.Text()),
+    # Non-secret facts learned when the credential was verified (workspace, bot name, ...).
+    sa.Column("account", sa.JSON(), nullable=False),
+    sa.Column("last_error", sa.Text()),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("deleted_at", UTCDateTime()),
+    sa.Index(None, "owner_id", "connector_slug"),
+)
