@@ -1,0 +1,235 @@
+"""Shared fixtures: both database engines, loopback fakes, and Tendril in-process or on a socket.
+
+Every test that takes `database_url` (directly or through `settings`/`tendril`) runs twice: on
+SQLite and on a throwaway PostgreSQL cluster started once per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from auth.crypto import generate_key
+from clients import TendrilClient
+from server.app import build_app, build_hub
+from server.hub import Hub
+from server.settings import ConnectorSettings, Settings
+from tests.fakes.loopback import run_asgi_on_loopback
+from tests.fakes.slack import FakeSlack
+from tests.fakes.telegram import FakeTelegram
+from tests.support.asgi import Swappable
+from tests.support.postgres import PostgresCluster, throwaway_postgres
+
+# Canary secrets: tests assert these never show up in a response, a log line or a tool result.
+SLACK_TOKEN = "xoxb-1111-2222-CanarySlackSecret9f3k"
+TELEGRAM_TOKEN = "987654321:CanaryTelegramSecretAbCdEfGhIjKlMnOp"
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# -- databases -----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    with throwaway_postgres() as cluster:
+        yield cluster
+
+
+def _create_database(cluster: PostgresCluster) -> str:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(cluster.url(driver=""))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return name
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'tendril.db'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    name = _create_database(cluster)
+    return cluster.url().rsplit("/", 1)[0] + f"/{name}"
+
+
+# -- fake providers ---------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def _slack_server() -> Iterator[tuple[Swappable, str]]:
+    holder = Swappable()
+    with run_asgi_on_loopback(holder) as url:
+        yield holder, url
+
+
+@pytest.fixture(scope="session")
+def _telegram_server() -> Iterator[tuple[Swappable, str]]:
+    holder = Swappable()
+    with run_asgi_on_loopback(holder) as url:
+        yield holder, url
+
+
+@dataclass
+class Fakes:
+    slack: FakeSlack
+    slack_url: str
+    telegram: FakeTelegram
+    telegram_url: str
+
+
+@pytest.fixture
+def fakes(_slack_server: tuple[Swappable, str], _telegram_server: tuple[Swappable, str]) -> Fakes:
+    """Fresh provider state per test, served on session-wide loopback sockets."""
+    slack, telegram = FakeSlack(), FakeTelegram()
+    slack.add_token(SLACK_TOKEN)
+    telegram.add_bot(TELEGRAM_TOKEN)
+    _slack_server[0].target = slack.app
+    _telegram_server[0].target = telegram.app
+    return Fakes(slack, f"{_slack_server[1]}/api/", telegram, _telegram_server[1])
+
+
+# -- Tendril ----------------------------------------------------------------------------------
+@pytest.fixture
+def master_key() -> str:
+    return generate_key()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, fakes: Fakes, master_key: str) -> Settings:
+    return Settings(
+        env="test",
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        master_key=master_key,
+        public_url="http://127.0.0.1:8080",
+        action_timeout_seconds=5,
+        max_retry_wait_seconds=2,
+        connectors={
+            "slack": ConnectorSettings(api_base=fakes.slack_url),
+            "telegram": ConnectorSettings(api_base=fakes.telegram_url),
+        },
+    )
+
+
+@dataclass
+class Owner:
+    name: str
+    id: str
+    api_key: str
+
+
+class Tendril:
+    """Tendril running in-process; REST calls go through httpx's ASGI transport."""
+
+    def __init__(self, app: object, hub: Hub, base_url: str) -> None:
+        self.app = app
+        self.hub = hub
+        self.base_url = base_url
+        self._clients: list[TendrilClient] = []
+
+    def transport(self) -> httpx.AsyncBaseTransport | None:
+        return httpx.ASGITransport(app=self.app)  # type: ignore[arg-type]
+
+    def client(self, api_key: str) -> TendrilClient:
+        client = TendrilClient(self.base_url, api_key=api_key, transport=self.transport())
+        self._clients.append(client)
+        return client
+
+    def raw(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, transport=self.transport())
+
+    async def new_owner(self, name: str | None = None, permissions: list[str] | None = None) -> Owner:
+        name = name or f"owner-{secrets.token_hex(3)}"
+        owner = await self.hub.create_owner(name)
+        key = await self.hub.create_api_key(owner.id, name="test", permissions=permissions or ["admin"])
+        return Owner(name, str(owner.id), key.plaintext)
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()
+
+
+@pytest.fixture
+async def tendril(settings: Settings) -> AsyncIterator[Tendril]:
+    hub = build_hub(settings)
+    app = build_app(settings, hub=hub)
+    async with app.router.lifespan_context(app):
+        instance = Tendril(app, hub, "http://127.0.0.1:8080")
+        try:
+            yield instance
+        finally:
+            await instance.aclose()
+
+
+@dataclass
+class LiveTendril:
+    """Tendril served by uvicorn on a loopback socket, for real MCP and HTTP clients."""
+
+    url: str
+    settings: Settings
+    admin: Owner
+
+    def client(self, api_key: str | None = None) -> TendrilClient:
+        return TendrilClient(self.url, api_key=api_key or self.admin.api_key)
+
+
+def _bootstrap_owner(settings: Settings, name: str) -> Owner:
+    async def work() -> Owner:
+        from storage import db
+
+        hub = build_hub(settings)
+        try:
+            await db.upgrade(hub.store.engine)
+            owner = await hub.create_owner(name)
+            key = await hub.create_api_key(owner.id, name="test", permissions=["admin"])
+            return Owner(name, str(owner.id), key.plaintext)
+        finally:
+            await hub.store.engine.dispose()
+
+    return asyncio.run(work())
+
+
+@pytest.fixture
+def live_tendril(settings: Settings) -> Iterator[LiveTendril]:
+    admin = _bootstrap_owner(settings, "admin")
+    app = build_app(settings)
+    with run_asgi_on_loopback(app, lifespan="on") as url:
+        live_settings = settings.model_copy(update={"public_url": url})
+        yield LiveTendril(url, live_settings, admin)
+
+
+def child_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for a `tendril` subprocess that shares this test's database and fakes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENDRIL_")}
+    env.update(
+        TENDRIL_ENV="test",
+        TENDRIL_DATA_DIR=str(settings.data_dir),
+        TENDRIL_DATABASE_URL=settings.resolved_database_url,
+        TENDRIL_MASTER_KEY=settings.master_key.get_secret_value() if settings.master_key else "",
+        TENDRIL_PUBLIC_URL=settings.public_url,
+    )
+    for slug, overrides in settings.connectors.items():
+        if overrides.api_base:
+            env[f"TENDRIL_{slug.upper()}_API_BASE"] = overrides.api_base
+    env.update(extra)
+    return env
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
