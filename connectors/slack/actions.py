@@ -111,7 +111,10 @@ async def post_message(ctx: ActionContext[AsyncWebClient], params: PostMessageIn
     response = await ctx.client.chat_postMessage(
         channel=params.channel, text=params.text, thread_ts=params.thread_ts
     )
-    return PostMessageOutput(message_ts=str(response["ts"]), channel=str(response["channel"]), status="sent")
+    ts, channel = response.get("ts"), response.get("channel")
+    if not ts or not channel:
+        raise UpstreamError("Slack accepted the message but did not say where it went (no ts/channel)")
+    return PostMessageOutput(message_ts=str(ts), channel=str(channel), status="sent")
 
 
 class ListChannelsInput(BaseModel):
