@@ -84,9 +84,7 @@ class Keyring:
             raise CryptoError(f"unsupported ciphertext version {version!r}")
         key = self._by_id.get(key_id)
         if key is None:
-            raise CryptoError(
-                f"ciphertext was sealed with key {key_id}, which is not in TENDRIL_MASTER_KEY"
-            )
+            raise CryptoError(f"ciphertext was sealed with key {key_id}, which is not in TENDRIL_MASTER_KEY")
         try:
             return key.aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], associated_data.encode())
         except InvalidTag as exc:

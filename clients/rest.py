@@ -1,8 +1,8 @@
 """A typed async client for Tendril's REST API.
 
-    async with TendrilClient("http://127.0.0.1:8080", api_key="tdl_...") as tendril:
-        started = await tendril.create_connection("slack")
-        await tendril.submit_credentials(started.connection.id, {"bot_token": "xoxb-..."})
+async with TendrilClient("http://127.0.0.1:8080", api_key="tdl_...") as tendril:
+    started = await tendril.create_connection("slack")
+    await tendril.submit_credentials(started.connection.id, {"bot_token": "xoxb-..."})
 """
 
 from __future__ import annotations
@@ -80,7 +80,10 @@ class TendrilClient:
     # -- catalog and connections ---------------------------------------------------------------
     async def connectors(self, *, available: bool = False) -> list[Connector]:
         params = {"available": "true"} if available else None
-        return [Connector.model_validate(c) for c in await self.request("GET", "/api/v1/connectors", params=params)]
+        return [
+            Connector.model_validate(c)
+            for c in await self.request("GET", "/api/v1/connectors", params=params)
+        ]
 
     async def create_connection(self, connector_slug: str, *, label: str | None = None) -> StartedConnection:
         body: dict[str, Any] = {"connectorSlug": connector_slug}
@@ -98,7 +101,9 @@ class TendrilClient:
         await self.request("DELETE", f"/api/v1/connections/{connection_id}")
 
     async def submit_credentials(self, connection_id: str, credentials: dict[str, str]) -> Connection:
-        body = await self.request("POST", f"/api/v1/connections/{connection_id}/credentials", json=credentials)
+        body = await self.request(
+            "POST", f"/api/v1/connections/{connection_id}/credentials", json=credentials
+        )
         return Connection.model_validate(body["connection"])
 
     async def run_action(self, connection_id: str, action: str, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +117,9 @@ class TendrilClient:
     ) -> dict[str, Any]:
         """The one-shot call of the Levqor guide: the token is used once and never stored."""
         return await self.request(
-            "POST", f"/api/v1/connect/{connector}", json={"action": action, "token": token, "params": params or {}}
+            "POST",
+            f"/api/v1/connect/{connector}",
+            json={"action": action, "token": token, "params": params or {}},
         )
 
     # -- agents and keys -----------------------------------------------------------------------

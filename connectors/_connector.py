@@ -18,8 +18,6 @@ from connectors._spec import ConnectorSpec
 from connectors.errors import ConnectorError
 
 ClientT = TypeVar("ClientT")
-InputT = TypeVar("InputT", bound=BaseModel)
-OutputT = TypeVar("OutputT", bound=BaseModel)
 
 _TOOL_NAME_MAX = 128
 
@@ -109,8 +107,8 @@ class Connector:
     # -- declaration decorators ------------------------------------------------------------
     def action(
         self, hints: Hints = Hints(), *, scopes: tuple[str, ...] = (), title: str | None = None
-    ) -> Callable[[Callable[[ActionContext[Any], InputT], Awaitable[OutputT]]], Action]:
-        def register(func: Callable[[ActionContext[Any], InputT], Awaitable[OutputT]]) -> Action:
+    ) -> Callable[[Callable[[ActionContext[Any], Any], Awaitable[Any]]], Action]:
+        def register(func: Callable[[ActionContext[Any], Any], Awaitable[Any]]) -> Action:
             action = self._build_action(func, hints, scopes, title)
             if action.name in self.actions:
                 raise ValueError(f"{self.slug}: action {action.name!r} declared twice")
@@ -129,7 +127,9 @@ class Connector:
         input_model, output_model = types.get(params[1]), types.get("return")
         for model, role in ((input_model, "parameter"), (output_model, "return")):
             if not (inspect.isclass(model) and issubclass(model, BaseModel)):
-                raise TypeError(f"{self.slug}.{func.__name__}: {role} must be annotated with a pydantic model")
+                raise TypeError(
+                    f"{self.slug}.{func.__name__}: {role} must be annotated with a pydantic model"
+                )
         doc = inspect.getdoc(func)
         if not doc:
             raise TypeError(f"{self.slug}.{func.__name__} needs a docstring: it is what the model reads")
@@ -198,4 +198,3 @@ def _require_field_descriptions(slug: str, func_name: str, model: type[BaseModel
     missing = [name for name, info in model.model_fields.items() if not info.description]
     if missing:
         raise TypeError(f"{slug}.{func_name}: describe every field of {model.__name__}: {missing}")
-

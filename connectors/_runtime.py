@@ -98,7 +98,9 @@ class ActionRunner:
         attempt = 0
         while True:
             try:
-                result = await self._attempt(connector, action, parsed, credentials, config, connection_id, log)
+                result = await self._attempt(
+                    connector, action, parsed, credentials, config, connection_id, log
+                )
             except ConnectorError as error:
                 delay = self._retry_delay(action, error, attempt)
                 if delay is None:
@@ -139,9 +141,7 @@ class ActionRunner:
                     ctx = ActionContext(client, dict(config or {}), connection_id, log)
                     return await action.func(ctx, params)
         except TimeoutError:
-            raise UpstreamTimeout(
-                f"{connector.spec.name} did not answer within {self._timeout:g}s"
-            ) from None
+            raise UpstreamTimeout(f"{connector.spec.name} did not answer within {self._timeout:g}s") from None
         except ConnectorError:
             raise
         except Exception as exc:

@@ -6,8 +6,8 @@ connector only says where to send a request and what its body means.
 
 from __future__ import annotations
 
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 

@@ -46,7 +46,12 @@ def _transport_security(settings: Settings) -> TransportSecuritySettings:
     """DNS-rebinding protection: only our own host names, plus loopback for local clients."""
     public = urlsplit(settings.public_url)
     hosts = {"127.0.0.1:*", "localhost:*", "[::1]:*", public.netloc, f"{public.hostname}:*"}
-    origins = {"http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", f"{public.scheme}://{public.netloc}"}
+    origins = {
+        "http://127.0.0.1:*",
+        "http://localhost:*",
+        "http://[::1]:*",
+        f"{public.scheme}://{public.netloc}",
+    }
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True, allowed_hosts=sorted(hosts), allowed_origins=sorted(origins)
     )

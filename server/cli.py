@@ -52,7 +52,7 @@ async def _bootstrap_admin(hub: Hub) -> int:
     _say("  tendril agents create --owner admin --name my-agent --allow slack,telegram")
     _say(
         f"or: curl -X POST {hub.url('/api/v1/agents')} -H 'Authorization: Bearer <key>' "
-        "-H 'Content-Type: application/json' -d '{\"name\": \"my-agent\", \"allowedConnectors\": [\"slack\"]}'"
+        '-H \'Content-Type: application/json\' -d \'{"name": "my-agent", "allowedConnectors": ["slack"]}\''
     )
     return 0
 
@@ -110,7 +110,10 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     async def work(hub: Hub) -> int:
         owner = await hub.owner_named(args.owner)
         key = await hub.create_api_key(owner.id, name=args.name, permissions=args.permission or None)
-        _say(f"Created API key '{key.record.name}' for {owner.name} with {list(key.record.permissions)} (shown once):")
+        _say(
+            f"Created API key '{key.record.name}' for {owner.name} "
+            f"with {list(key.record.permissions)} (shown once):"
+        )
         _say(key.plaintext)
         return 0
 
@@ -166,10 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("mcp", help="run the MCP server on stdio for TENDRIL_AGENT_KEY").set_defaults(func=cmd_mcp)
 
-    database = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
+    database = sub.add_parser("db", help="database maintenance").add_subparsers(
+        dest="db_command", required=True
+    )
     database.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
 
-    owners = sub.add_parser("owners", help="manage owners").add_subparsers(dest="owners_command", required=True)
+    owners = sub.add_parser("owners", help="manage owners").add_subparsers(
+        dest="owners_command", required=True
+    )
     owner_create = owners.add_parser("create", help="create an owner and print an admin API key")
     owner_create.add_argument("name")
     owner_create.set_defaults(func=cmd_owners_create)
@@ -183,14 +190,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     key_create.set_defaults(func=cmd_keys_create)
 
-    agents = sub.add_parser("agents", help="manage agents").add_subparsers(dest="agents_command", required=True)
+    agents = sub.add_parser("agents", help="manage agents").add_subparsers(
+        dest="agents_command", required=True
+    )
     agent_create = agents.add_parser("create", help="create an agent and print its MCP key")
     agent_create.add_argument("--owner", required=True)
     agent_create.add_argument("--name", required=True)
-    agent_create.add_argument("--allow", default="", help="comma-separated connector slugs, e.g. slack,telegram")
+    agent_create.add_argument(
+        "--allow", default="", help="comma-separated connector slugs, e.g. slack,telegram"
+    )
     agent_create.set_defaults(func=cmd_agents_create)
 
-    crypto = sub.add_parser("crypto", help="encryption keys").add_subparsers(dest="crypto_command", required=True)
+    crypto = sub.add_parser("crypto", help="encryption keys").add_subparsers(
+        dest="crypto_command", required=True
+    )
     crypto.add_parser("rotate", help="re-encrypt every credential with the first key").set_defaults(
         func=cmd_crypto_rotate
     )

@@ -60,7 +60,13 @@ class CreatedAgent:
 
 class Hub:
     def __init__(
-        self, *, settings: Settings, store: Store, vault: CredentialVault, catalog: Catalog, runner: ActionRunner
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        vault: CredentialVault,
+        catalog: Catalog,
+        runner: ActionRunner,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -132,13 +138,17 @@ class Hub:
             raise ApiError(400, f"unknown connector slug(s): {', '.join(unknown)}")
         return list(dict.fromkeys(slugs))
 
-    async def create_agent(self, owner_id: UUID, *, name: str, allowed_connectors: Any) -> CreatedAgent:
+    async def create_agent(self, owner_id: UUID, *, name: Any, allowed_connectors: Any) -> CreatedAgent:
         check_name(name, "agent name")
         allowed = self.check_allowed_connectors(allowed_connectors)
         key = api_keys.new_key(api_keys.AGENT_KEY_PREFIX)
         try:
             record = await self.store.create_agent(
-                owner_id, name=name, allowed_connectors=allowed, key_hash=key.digest, key_prefix=key.display_prefix
+                owner_id,
+                name=name,
+                allowed_connectors=allowed,
+                key_hash=key.digest,
+                key_prefix=key.display_prefix,
             )
         except AlreadyExists as exc:
             raise ApiError(409, str(exc)) from None
@@ -304,7 +314,9 @@ class Hub:
             connection_id=str(connection.id),
         )
 
-    async def run_inline(self, connector: Connector, action: Action, credentials: Any, params: Any) -> BaseModel:
+    async def run_inline(
+        self, connector: Connector, action: Action, credentials: Any, params: Any
+    ) -> BaseModel:
         """The one-shot `POST /connect/{connector}` path: a credential that is used once, never stored."""
         fields = self.check_credentials(connector, credentials)
         if not isinstance(params, dict):
@@ -321,9 +333,7 @@ def parse_uuid(value: str, what: str) -> UUID:
 
 def check_name(name: Any, what: str) -> None:
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ApiError(
-            400, f"{what} must be 1-100 characters of letters, digits, spaces, '.', '_' or '-'"
-        )
+        raise ApiError(400, f"{what} must be 1-100 characters of letters, digits, spaces, '.', '_' or '-'")
 
 
 def _clean_label(label: Any) -> str:

@@ -105,7 +105,9 @@ class ToolHandlers:
     def _visible_connectors(self, caller: Caller) -> list[Connector]:
         return [c for slug, c in self._hub.catalog.items() if slug in caller.allowed_connectors]
 
-    async def _active_by_connector(self, caller: Caller, slugs: list[str]) -> dict[str, list[ConnectionRecord]]:
+    async def _active_by_connector(
+        self, caller: Caller, slugs: list[str]
+    ) -> dict[str, list[ConnectionRecord]]:
         records = await self._hub.store.list_connections(
             caller.owner_id, connector_slugs=slugs, status=ConnectionStatus.ACTIVE
         )
@@ -137,7 +139,8 @@ class ToolHandlers:
                 CONNECTION_ARGUMENT: {
                     "type": "string",
                     "enum": labels,
-                    "description": f"Which {connector.spec.name} connection to use; defaults to '{labels[0]}'.",
+                    "description": f"Which {connector.spec.name} connection to use; "
+                    f"defaults to '{labels[0]}'.",
                 },
             }
         hints = action.hints

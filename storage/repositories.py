@@ -83,26 +83,46 @@ class ConnectionRecord:
 def _api_key(row: sa.Row[Any]) -> ApiKeyRecord:
     m = row._mapping
     return ApiKeyRecord(
-        m["id"], m["owner_id"], m["name"], m["key_prefix"], tuple(m["permissions"]),
-        m["created_at"], m["last_used_at"], m["revoked_at"],
-    )  # fmt: skip
+        m["id"],
+        m["owner_id"],
+        m["name"],
+        m["key_prefix"],
+        tuple(m["permissions"]),
+        m["created_at"],
+        m["last_used_at"],
+        m["revoked_at"],
+    )
 
 
 def _agent(row: sa.Row[Any]) -> AgentRecord:
     m = row._mapping
     return AgentRecord(
-        m["id"], m["owner_id"], m["name"], tuple(m["allowed_connectors"]), m["key_prefix"],
-        m["created_at"], m["updated_at"],
-    )  # fmt: skip
+        m["id"],
+        m["owner_id"],
+        m["name"],
+        tuple(m["allowed_connectors"]),
+        m["key_prefix"],
+        m["created_at"],
+        m["updated_at"],
+    )
 
 
 def _connection(row: sa.Row[Any]) -> ConnectionRecord:
     m = row._mapping
     return ConnectionRecord(
-        m["id"], m["owner_id"], m["connector_slug"], m["label"], m["status"], dict(m["config"]),
-        m["credentials"], dict(m["account"]), m["last_error"], m["created_at"], m["updated_at"],
+        m["id"],
+        m["owner_id"],
+        m["connector_slug"],
+        m["label"],
+        m["status"],
+        dict(m["config"]),
+        m["credentials"],
+        dict(m["account"]),
+        m["last_error"],
+        m["created_at"],
+        m["updated_at"],
         m["deleted_at"],
-    )  # fmt: skip
+    )
 
 
 class Store:
@@ -143,9 +163,14 @@ class Store:
         async with self.engine.begin() as conn:
             await conn.execute(
                 schema.api_keys.insert().values(
-                    id=record.id, owner_id=owner_id, name=name, key_hash=key_hash, key_prefix=key_prefix,
-                    permissions=list(permissions), created_at=record.created_at,
-                )  # fmt: skip
+                    id=record.id,
+                    owner_id=owner_id,
+                    name=name,
+                    key_hash=key_hash,
+                    key_prefix=key_prefix,
+                    permissions=list(permissions),
+                    created_at=record.created_at,
+                )
             )
         return record
 
@@ -192,9 +217,15 @@ class Store:
                 raise AlreadyExists(f"an agent named {name!r} already exists")
             await conn.execute(
                 schema.agents.insert().values(
-                    id=record.id, owner_id=owner_id, name=name, allowed_connectors=list(allowed_connectors),
-                    key_hash=key_hash, key_prefix=key_prefix, created_at=now, updated_at=now,
-                )  # fmt: skip
+                    id=record.id,
+                    owner_id=owner_id,
+                    name=name,
+                    allowed_connectors=list(allowed_connectors),
+                    key_hash=key_hash,
+                    key_prefix=key_prefix,
+                    created_at=now,
+                    updated_at=now,
+                )
             )
         return record
 
@@ -282,16 +313,33 @@ class Store:
     ) -> ConnectionRecord:
         now = self.clock()
         record = ConnectionRecord(
-            uuid.uuid4(), owner_id, connector_slug, label, ConnectionStatus.PENDING, dict(config),
-            None, {}, None, now, now, None,
-        )  # fmt: skip
+            uuid.uuid4(),
+            owner_id,
+            connector_slug,
+            label,
+            ConnectionStatus.PENDING,
+            dict(config),
+            None,
+            {},
+            None,
+            now,
+            now,
+            None,
+        )
         async with self.engine.begin() as conn:
             await conn.execute(
                 schema.connections.insert().values(
-                    id=record.id, owner_id=owner_id, connector_slug=connector_slug, label=label,
-                    status=record.status, config=dict(config), credentials=None, account={},
-                    created_at=now, updated_at=now,
-                )  # fmt: skip
+                    id=record.id,
+                    owner_id=owner_id,
+                    connector_slug=connector_slug,
+                    label=label,
+                    status=record.status,
+                    config=dict(config),
+                    credentials=None,
+                    account={},
+                    created_at=now,
+                    updated_at=now,
+                )
             )
         return record
 

@@ -30,12 +30,21 @@ connector = Connector.load(__file__)
 _BAD_TOKEN = {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
 _NOT_FOUND = {"channel_not_found", "message_not_found", "user_not_found", "thread_not_found"}
 _FORBIDDEN = {"not_in_channel", "is_archived", "restricted_action", "cant_update_message"}
-_BAD_INPUT = {"invalid_arguments", "no_text", "msg_too_long", "invalid_blocks", "invalid_cursor", "invalid_limit"}
+_BAD_INPUT = {
+    "invalid_arguments",
+    "no_text",
+    "msg_too_long",
+    "invalid_blocks",
+    "invalid_cursor",
+    "invalid_limit",
+}
 
 
 @connector.client
 @asynccontextmanager
-async def open_client(credentials: Mapping[str, str], options: ClientOptions) -> AsyncIterator[AsyncWebClient]:
+async def open_client(
+    credentials: Mapping[str, str], options: ClientOptions
+) -> AsyncIterator[AsyncWebClient]:
     # The SDK's default retry handlers only cover connection errors; the runtime owns 429s.
     async with aiohttp.ClientSession() as session:
         yield AsyncWebClient(

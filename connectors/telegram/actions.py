@@ -92,7 +92,9 @@ def map_telegram_error(exc: BaseException) -> ConnectorError | None:
         return NotFound(f"Telegram: {text}")
     if exc.status == 400:
         return InvalidInput(f"Telegram: {text}")
-    return UpstreamError(f"Telegram error {exc.status}: {text}", status=exc.status, retryable=exc.status >= 500)
+    return UpstreamError(
+        f"Telegram error {exc.status}: {text}", status=exc.status, retryable=exc.status >= 500
+    )
 
 
 class SendMessageInput(BaseModel):

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import html
 
-
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from server.hub import parse_uuid
 from server.errors import ApiError
+from server.hub import parse_uuid
 from server.web._http import hub_of
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>{title} - Tendril</title>
 <style>body{{font:16px system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem}}
-label{{display:block;margin:.8rem 0 .2rem}}input{{width:100%;padding:.4rem}}button{{margin-top:1rem;padding:.5rem 1rem}}
+label{{display:block;margin:.8rem 0 .2rem}}input{{width:100%;padding:.4rem}}
+button{{margin-top:1rem;padding:.5rem 1rem}}
 #result{{margin-top:1rem}}</style></head>
 <body><h1>{title}</h1>{body}</body></html>"""
 
@@ -84,6 +84,3 @@ async def connect_page(request: Request) -> Response:
 
 def page_routes() -> list[BaseRoute]:
     return [Route("/connect/{id}", connect_page, methods=["GET"])]
-
-
-

@@ -63,9 +63,7 @@ def connector(hub: Hub, item: Connector) -> dict[str, Any]:
             "the OAuth client is not configured" if not configured else f"connector is {spec.availability}"
         )
     if spec.auth_type == "api_key":
-        body["credentialFields"] = [
-            field.model_dump(exclude_none=True) for field in spec.credential_fields
-        ]
+        body["credentialFields"] = [field.model_dump(exclude_none=True) for field in spec.credential_fields]
     return body
 
 

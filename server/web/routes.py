@@ -122,7 +122,9 @@ async def create_agent(request: Request, principal: OwnerPrincipal) -> Response:
     created = await hub.create_agent(
         principal.owner_id, name=body.get("name"), allowed_connectors=body.get("allowedConnectors", [])
     )
-    return JSONResponse({"agent": render.agent(created.record), "apiKey": created.plaintext_key}, status_code=201)
+    return JSONResponse(
+        {"agent": render.agent(created.record), "apiKey": created.plaintext_key}, status_code=201
+    )
 
 
 @endpoint("read")

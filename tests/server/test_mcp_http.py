@@ -16,7 +16,9 @@ pytestmark = pytest.mark.anyio
 SECOND_SLACK_TOKEN = "xoxb-3333-4444-SecondWorkspaceToken77"
 
 
-async def connect(client: TendrilClient, slug: str, credentials: dict[str, str], label: str | None = None) -> str:
+async def connect(
+    client: TendrilClient, slug: str, credentials: dict[str, str], label: str | None = None
+) -> str:
     started = await client.create_connection(slug, label=label)
     connection = await client.submit_credentials(started.connection.id, credentials)
     assert connection.status == "active"
@@ -76,7 +78,9 @@ async def test_unauthenticated_request_gets_401_with_protected_resource_metadata
     headers = {"Accept": "application/json, text/event-stream"}
     async with httpx.AsyncClient(base_url=live_tendril.url) as http:
         anonymous = await http.post("/mcp", json=body, headers=headers)
-        forged = await http.post("/mcp", json=body, headers={**headers, "Authorization": "Bearer tdl_agent_nope"})
+        forged = await http.post(
+            "/mcp", json=body, headers={**headers, "Authorization": "Bearer tdl_agent_nope"}
+        )
         owner_key = await http.post(
             "/mcp", json=body, headers={**headers, "Authorization": f"Bearer {live_tendril.admin.api_key}"}
         )
@@ -126,9 +130,13 @@ async def test_several_connections_add_a_connection_argument(live_tendril: LiveT
         assert len(tools) == 2  # never one tool per connection
         for tool in tools:
             assert tool.input_schema["properties"]["connection"]["enum"] == ["Work", "Home"]
-        await mcp.call_tool("slack_post_message", {"channel": "C01234567", "text": "home", "connection": "Home"})
+        await mcp.call_tool(
+            "slack_post_message", {"channel": "C01234567", "text": "home", "connection": "Home"}
+        )
         await mcp.call_tool("slack_post_message", {"channel": "C01234567", "text": "default"})
-        wrong = await mcp.call_tool("slack_post_message", {"channel": "C1", "text": "x", "connection": "Nope"})
+        wrong = await mcp.call_tool(
+            "slack_post_message", {"channel": "C1", "text": "x", "connection": "Nope"}
+        )
     assert [(m["text"], m["token"]) for m in fakes.slack.messages] == [
         ("home", SECOND_SLACK_TOKEN),
         ("default", SLACK_TOKEN),
@@ -153,7 +161,10 @@ async def test_agents_never_cross_owners_or_allow_lists(live_tendril: LiveTendri
         greedy = await other.create_agent("greedy", ["slack", "telegram"])
 
     async with mcp_client(live_tendril.url, slack_only.api_key) as mcp:
-        assert {t.name for t in (await mcp.list_tools()).tools} == {"slack_post_message", "slack_list_channels"}
+        assert {t.name for t in (await mcp.list_tools()).tools} == {
+            "slack_post_message",
+            "slack_list_channels",
+        }
         with pytest.raises(MCPError, match="Unknown tool: telegram_get_me"):
             await mcp.call_tool("telegram_get_me", {})
         with pytest.raises(MCPError, match="Unknown tool: nonexistent_tool"):
@@ -182,7 +193,10 @@ async def test_revoked_agent_key_is_refused(live_tendril: LiveTendril) -> None:
         response = await http.post(
             "/mcp",
             json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-            headers={"Authorization": f"Bearer {agent.api_key}", "Accept": "application/json, text/event-stream"},
+            headers={
+                "Authorization": f"Bearer {agent.api_key}",
+                "Accept": "application/json, text/event-stream",
+            },
         )
     assert response.status_code == 401
 
@@ -288,7 +302,11 @@ async def test_protocol_2025_06_18_over_the_raw_wire(live_tendril: LiveTendril) 
         assert response.status_code == 200
         assert '"protocolVersion":"2025-06-18"' in response.text.replace(" ", "")
         session = {"Mcp-Session-Id": response.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-06-18"}
-        await http.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
-        listed = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=session)
+        await http.post(
+            "/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session
+        )
+        listed = await http.post(
+            "/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=session
+        )
     assert listed.status_code == 200
     assert "slack_post_message" in listed.text and "slack_list_channels" in listed.text

@@ -37,7 +37,10 @@ async def test_connections_are_scoped_to_their_owner(store: Store) -> None:
     assert await store.get_connection(alice.id, connection.id) == connection
     assert await store.get_connection(bob.id, connection.id) is None
     assert await store.list_connections(bob.id) == []
-    assert await store.activate_connection(bob.id, connection.id, sealed_credentials="v1:x:y", account={}) is None
+    assert (
+        await store.activate_connection(bob.id, connection.id, sealed_credentials="v1:x:y", account={})
+        is None
+    )
     assert await store.revoke_connection(bob.id, connection.id) is None
     assert (await store.get_connection(alice.id, connection.id)) == connection
 
@@ -76,7 +79,9 @@ async def test_revoked_connection_loses_its_credential_and_disappears(store: Sto
 
 async def test_api_keys_are_found_by_digest_until_revoked(store: Store) -> None:
     owner = await store.create_owner("o")
-    key = await store.create_api_key(owner.id, name="k", key_hash="a" * 64, key_prefix="tdl_abcd", permissions=["read"])
+    key = await store.create_api_key(
+        owner.id, name="k", key_hash="a" * 64, key_prefix="tdl_abcd", permissions=["read"]
+    )
     found = await store.api_key_by_hash("a" * 64)
     assert found is not None and found.id == key.id and found.permissions == ("read",)
     other = await store.create_owner("other")
@@ -90,10 +95,14 @@ async def test_api_keys_are_found_by_digest_until_revoked(store: Store) -> None:
 
 async def test_agent_names_are_unique_per_owner_and_deleted_agents_lose_their_key(store: Store) -> None:
     owner, other = await store.create_owner("o"), await store.create_owner("p")
-    agent = await store.create_agent(owner.id, name="bot", allowed_connectors=["slack"], key_hash="b" * 64, key_prefix="p")
+    agent = await store.create_agent(
+        owner.id, name="bot", allowed_connectors=["slack"], key_hash="b" * 64, key_prefix="p"
+    )
     await store.create_agent(other.id, name="bot", allowed_connectors=[], key_hash="c" * 64, key_prefix="p")
     with pytest.raises(AlreadyExists):
-        await store.create_agent(owner.id, name="bot", allowed_connectors=[], key_hash="d" * 64, key_prefix="p")
+        await store.create_agent(
+            owner.id, name="bot", allowed_connectors=[], key_hash="d" * 64, key_prefix="p"
+        )
     assert await store.get_agent(other.id, agent.id) is None
     assert await store.delete_agent(other.id, agent.id) is False
     assert await store.delete_agent(owner.id, agent.id) is True
