@@ -83,11 +83,13 @@ def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        await db.upgrade(hub.store.engine)
-        await hub.check_master_key()
-        async with mcp_server.session_manager.run():
-            yield {}
-        await hub.store.engine.dispose()
+        try:
+            await db.upgrade(hub.store.engine)
+            await hub.check_master_key()
+            async with mcp_server.session_manager.run():
+                yield {}
+        finally:
+            await hub.store.engine.dispose()
 
     app = Starlette(
         routes=[

@@ -34,6 +34,7 @@ async def _with_hub(settings: Settings, work: Callable[[Hub], Awaitable[int]]) -
     hub = build_hub(settings)
     try:
         await db.upgrade(hub.store.engine)
+        await hub.check_master_key()
         return await work(hub)
     finally:
         await hub.store.engine.dispose()

@@ -1,0 +1,171 @@
+"""Canary secrets never leave Tendril: not in responses, logs, tool results or the database."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from pydantic import SecretStr
+
+from auth.crypto import Keyring, generate_key
+from server.app import build_app, build_hub
+from server.logs import install_redaction
+from server.settings import Settings
+from storage import schema
+from tests.conftest import SLACK_TOKEN, TELEGRAM_TOKEN, Fakes, LiveTendril, Tendril, child_env
+from tests.support.mcp import mcp_client
+
+pytestmark = pytest.mark.anyio
+
+CANARIES = (SLACK_TOKEN, TELEGRAM_TOKEN)
+WRONG_TOKEN = "xoxb-9999-8888-CanaryWrongTokenZz"
+
+
+@pytest.fixture
+def captured_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Every log line at DEBUG, through the same redaction filter production installs."""
+    caplog.set_level(logging.DEBUG)
+    install_redaction(caplog.handler)
+    return caplog
+
+
+def assert_no_canary(text: str, where: str) -> None:
+    for canary in (*CANARIES, WRONG_TOKEN):
+        assert canary not in text, f"a secret leaked into {where}"
+        # Also the distinctive tail, in case something truncated the prefix.
+        assert canary[-12:] not in text, f"part of a secret leaked into {where}"
+
+
+async def test_secrets_stay_out_of_responses_logs_tool_results_and_the_database(
+    live_tendril: LiveTendril, fakes: Fakes, captured_logs: pytest.LogCaptureFixture
+) -> None:
+    seen: list[str] = []
+
+    async def record(response: httpx.Response) -> None:
+        await response.aread()
+        seen.append(f"{response.status_code} {dict(response.headers)} {response.text}")
+
+    headers = {"Authorization": f"Bearer {live_tendril.admin.api_key}"}
+    async with httpx.AsyncClient(
+        base_url=live_tendril.url, headers=headers, event_hooks={"response": [record]}
+    ) as http:
+        slack = (await http.post("/api/v1/connections", json={"connectorSlug": "slack"})).json()
+        slack_id = slack["connection"]["id"]
+        await http.post(f"/api/v1/connections/{slack_id}/credentials", json={"bot_token": WRONG_TOKEN})
+        await http.post(f"/api/v1/connections/{slack_id}/credentials", json={"bot_token": SLACK_TOKEN})
+        telegram = (await http.post("/api/v1/connections", json={"connectorSlug": "telegram"})).json()
+        telegram_id = telegram["connection"]["id"]
+        await http.post(f"/api/v1/connections/{telegram_id}/credentials", json={"bot_token": TELEGRAM_TOKEN})
+        await http.get("/api/v1/connections")
+        await http.get(f"/api/v1/connections/{slack_id}")
+        await http.get(f"/connect/{slack_id}")
+        await http.post(f"/api/v1/connections/{slack_id}/actions/post_message", json={"parameters": {"x": 1}})
+        fakes.slack.rate_limit_next("chat.postMessage", retry_after=60)
+        await http.post(
+            f"/api/v1/connections/{slack_id}/actions/post_message",
+            json={"parameters": {"channel": "#general", "text": "hi"}},
+        )
+        fakes.telegram.fail_next("getMe", status=500)
+        await http.post(f"/api/v1/connections/{telegram_id}/actions/get_me", json={})
+        await http.post("/api/v1/connect/telegram", json={"action": "get_me", "token": TELEGRAM_TOKEN})
+        await http.post("/api/v1/connect/slack", json={"action": "post_message", "token": WRONG_TOKEN})
+        agent = (
+            await http.post("/api/v1/agents", json={"name": "leaky", "allowedConnectors": ["slack", "telegram"]})
+        ).json()
+
+    async with mcp_client(live_tendril.url, agent["apiKey"]) as mcp:
+        results = [
+            await mcp.call_tool("slack_post_message", {"channel": "#general", "text": "ok"}),
+            await mcp.call_tool("slack_post_message", {"channel": "#missing", "text": "404"}),
+            await mcp.call_tool("telegram_send_message", {"chat_id": 1, "text": "no such chat"}),
+            await mcp.call_tool("telegram_get_me", {}),
+        ]
+        tools = await mcp.list_tools()
+
+    assert len(seen) == 14
+    for line in seen:
+        assert_no_canary(line, "an HTTP response")
+    for result in results:
+        assert_no_canary(result.model_dump_json(), "a tool result")
+    assert_no_canary(tools.model_dump_json(), "the tool list")
+    assert_no_canary(captured_logs.text, "the log")
+    assert any("HTTP Request" in r.getMessage() for r in captured_logs.records), "httpx was not logging"
+
+    engine = build_hub(live_tendril.settings).store.engine
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(sa.select(schema.connections))).mappings().all()
+    finally:
+        await engine.dispose()
+    assert_no_canary(repr(rows), "the database")
+    assert {row["credentials"][:3] for row in rows} == {"v1:"}
+
+
+async def test_crypto_rotate_reseals_every_credential_with_the_first_key(
+    tendril: Tendril, settings: Settings, fakes: Fakes
+) -> None:
+    owner = await tendril.new_owner()
+    client = tendril.client(owner.api_key)
+    for slug, token in (("slack", SLACK_TOKEN), ("telegram", TELEGRAM_TOKEN)):
+        started = await client.create_connection(slug)
+        await client.submit_credentials(started.connection.id, {"bot_token": token})
+    old_key = settings.master_key.get_secret_value()  # type: ignore[union-attr]
+    new_key = generate_key()
+
+    rotate = subprocess.run(
+        [sys.executable, "-m", "server.cli", "crypto", "rotate"],
+        env=child_env(settings, TENDRIL_MASTER_KEY=f"{new_key},{old_key}"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert rotate.returncode == 0, rotate.stderr
+    assert "re-encrypted 2 credential(s)" in rotate.stdout
+
+    sealed = [s for _, s in await tendril.hub.store.all_sealed_credentials()]
+    new_id = Keyring([new_key]).primary_key_id
+    assert [s.split(":")[1] for s in sealed] == [new_id, new_id]
+
+    # With only the new key, every credential still works.
+    only_new = settings.model_copy(update={"master_key": SecretStr(new_key)})
+    app = build_app(only_new)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as http:
+            http.headers["X-Api-Key"] = owner.api_key
+            for connection in await client.connections():
+                response = await http.post(
+                    f"/api/v1/connections/{connection.id}/actions/"
+                    + ("list_channels" if connection.connector_slug == "slack" else "get_me"),
+                    json={"parameters": {}},
+                )
+                assert response.status_code == 200, response.text
+
+
+async def test_a_wrong_master_key_fails_loudly_at_start(tendril: Tendril, settings: Settings, fakes: Fakes) -> None:
+    owner = await tendril.new_owner()
+    client = tendril.client(owner.api_key)
+    started = await client.create_connection("slack")
+    await client.submit_credentials(started.connection.id, {"bot_token": SLACK_TOKEN})
+
+    wrong = settings.model_copy(update={"master_key": SecretStr(generate_key())})
+    app = build_app(wrong)
+    from auth.crypto import CryptoError
+
+    with pytest.raises(CryptoError, match="not in TENDRIL_MASTER_KEY"):
+        async with app.router.lifespan_context(app):
+            pass
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "server.cli", "db", "upgrade"],
+        env=child_env(wrong),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 2
+    assert "encryption key problem" in cli.stderr and "not in TENDRIL_MASTER_KEY" in cli.stderr
