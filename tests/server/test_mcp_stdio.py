@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
@@ -45,16 +46,12 @@ async def test_stdio_agent_lists_and_calls_slack_with_the_stored_token(
 
 
 async def test_stdio_refuses_an_invalid_agent_key(tendril: Tendril, settings: Settings) -> None:
-    import subprocess
-
-    completed = subprocess.run(
-        [sys.executable, "-m", "server.cli", "mcp"],
-        env=child_env(settings, TENDRIL_AGENT_KEY="tdl_agent_not-a-real-key"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    with anyio.fail_after(60):
+        completed = await anyio.run_process(
+            [sys.executable, "-m", "server.cli", "mcp"],
+            env=child_env(settings, TENDRIL_AGENT_KEY="tdl_agent_not-a-real-key"),
+            check=False,
+        )
     assert completed.returncode == 2
-    assert "not a valid agent key" in completed.stderr
-    assert completed.stdout == ""  # stdout is reserved for the protocol
+    assert b"not a valid agent key" in completed.stderr
+    assert completed.stdout == b""  # stdout is reserved for the protocol

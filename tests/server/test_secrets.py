@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 
+import anyio
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -31,6 +32,14 @@ def captured_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
     install_redaction(caplog.handler)
     return caplog
+
+
+async def run_cli(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "server.cli", *args], env=child_env(settings, **env), check=False
+        )
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
 def assert_no_canary(text: str, where: str) -> None:
@@ -73,9 +82,8 @@ async def test_secrets_stay_out_of_responses_logs_tool_results_and_the_database(
         await http.post(f"/api/v1/connections/{telegram_id}/actions/get_me", json={})
         await http.post("/api/v1/connect/telegram", json={"action": "get_me", "token": TELEGRAM_TOKEN})
         await http.post("/api/v1/connect/slack", json={"action": "post_message", "token": WRONG_TOKEN})
-        agent = (
-            await http.post("/api/v1/agents", json={"name": "leaky", "allowedConnectors": ["slack", "telegram"]})
-        ).json()
+        agent_body = {"name": "leaky", "allowedConnectors": ["slack", "telegram"]}
+        agent = (await http.post("/api/v1/agents", json=agent_body)).json()
 
     async with mcp_client(live_tendril.url, agent["apiKey"]) as mcp:
         results = [
@@ -116,13 +124,7 @@ async def test_crypto_rotate_reseals_every_credential_with_the_first_key(
     old_key = settings.master_key.get_secret_value()  # type: ignore[union-attr]
     new_key = generate_key()
 
-    rotate = subprocess.run(
-        [sys.executable, "-m", "server.cli", "crypto", "rotate"],
-        env=child_env(settings, TENDRIL_MASTER_KEY=f"{new_key},{old_key}"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    rotate = await run_cli(settings, "crypto", "rotate", TENDRIL_MASTER_KEY=f"{new_key},{old_key}")
     assert rotate.returncode == 0, rotate.stderr
     assert "re-encrypted 2 credential(s)" in rotate.stdout
 
@@ -146,7 +148,9 @@ async def test_crypto_rotate_reseals_every_credential_with_the_first_key(
                 assert response.status_code == 200, response.text
 
 
-async def test_a_wrong_master_key_fails_loudly_at_start(tendril: Tendril, settings: Settings, fakes: Fakes) -> None:
+async def test_a_wrong_master_key_fails_loudly_at_start(
+    tendril: Tendril, settings: Settings, fakes: Fakes
+) -> None:
     owner = await tendril.new_owner()
     client = tendril.client(owner.api_key)
     started = await client.create_connection("slack")
@@ -160,12 +164,6 @@ async def test_a_wrong_master_key_fails_loudly_at_start(tendril: Tendril, settin
         async with app.router.lifespan_context(app):
             pass
 
-    cli = subprocess.run(
-        [sys.executable, "-m", "server.cli", "db", "upgrade"],
-        env=child_env(wrong),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    cli = await run_cli(wrong, "db", "upgrade")
     assert cli.returncode == 2
     assert "encryption key problem" in cli.stderr and "not in TENDRIL_MASTER_KEY" in cli.stderr

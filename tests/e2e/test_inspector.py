@@ -1,0 +1,68 @@
+"""The MCP Inspector CLI, a client we did not write, against a real `tendril serve` process."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.conftest import SLACK_TOKEN
+from tests.e2e.conftest import LiveProcess, NodeRunner, NodeTools, describe
+
+
+def inspect(run_node: NodeRunner, clis: NodeTools, live: LiveProcess, *args: str) -> dict[str, Any]:
+    """Run one Inspector method as the agent; returns its JSON envelope after checking exit 0."""
+    argv = [
+        *clis.inspector,
+        live.mcp_url,
+        "--header",
+        f"Authorization: Bearer {live.agent_key}",
+        "--format",
+        "json",
+        *args,
+    ]
+    result = run_node(argv)
+    assert result.returncode == 0, describe(result) + live.tendril.output()
+    return json.loads(result.stdout)
+
+
+def test_tools_list_shows_exactly_the_slack_tools_with_portable_schemas(
+    run_node: NodeRunner, node_clis: NodeTools, live_process: LiveProcess
+) -> None:
+    envelope = inspect(run_node, node_clis, live_process, "--method", "tools/list", "--strict")
+    names = sorted(tool["name"] for tool in envelope["result"]["tools"])
+    assert names == ["slack_list_channels", "slack_post_message"]
+    # --strict puts every finding, warnings included, into the envelope; errors would exit 6.
+    assert "schemaFindings" not in envelope, envelope["schemaFindings"]
+
+
+def test_tools_call_posts_through_the_fake_slack_with_the_stored_token(
+    run_node: NodeRunner, node_clis: NodeTools, live_process: LiveProcess
+) -> None:
+    slack = live_process.fakes.slack
+    before = len(slack.messages)
+    envelope = inspect(
+        run_node,
+        node_clis,
+        live_process,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "slack_post_message",
+        "--tool-arg",
+        "channel=#general",
+        "--tool-arg",
+        "text=hi",
+    )
+    result = envelope["result"]
+    assert result["isError"] is False
+    assert result["structuredContent"]["status"] == "sent"
+    assert result["structuredContent"]["channel"] == "C01234567"
+    [sent] = slack.messages[before:]
+    assert (sent["channel"], sent["text"], sent["token"]) == ("C01234567", "hi", SLACK_TOKEN)
+
+
+def test_no_secret_reaches_the_process_output(live_process: LiveProcess) -> None:
+    """Runs last in the module, after the tools were listed and called."""
+    output = live_process.tendril.output()
+    for secret in (SLACK_TOKEN, live_process.admin.api_key, live_process.agent_key):
+        assert secret not in output
