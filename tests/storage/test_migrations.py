@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
 from storage import db
+from storage.repositories import Store
 from storage.schema import metadata
+from tests.support.postgres import PostgresCluster
 
 pytestmark = pytest.mark.anyio
 
@@ -28,3 +32,15 @@ async def test_migrations_match_the_declared_schema(database_url: str) -> None:
     finally:
         await engine.dispose()
     assert differences == []
+
+
+async def test_psycopg_driver_works_too(postgres: PostgresCluster) -> None:
+    """TENDRIL_DATABASE_URL may name psycopg 3 instead of asyncpg."""
+    engine = db.create_engine(postgres.url(driver="psycopg"))
+    try:
+        await db.upgrade(engine)
+        store = Store(engine)
+        owner = await store.create_owner(f"psycopg-{uuid.uuid4().hex[:6]}")
+        assert await store.owner_by_name(owner.name) == owner
+    finally:
+        await engine.dispose()
