@@ -1,0 +1,190 @@
+"""The connector framework: declarations are checked when loaded, the runtime owns retries."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from pydantic import BaseModel, Field, ValidationError
+
+from connectors import ActionContext, ActionRunner, Connector, ConnectorSpec, Hints, RetryPolicy, load_catalog
+from connectors.errors import InvalidInput, RateLimited, UpstreamError, UpstreamTimeout
+from tests.conftest import TELEGRAM_TOKEN
+
+pytestmark = pytest.mark.anyio
+
+TOOL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")  # SEP-986
+
+
+def telegram_answers(*responses: httpx.Response, delay: float = 0) -> tuple[ActionRunner, list[str]]:
+    """A runner whose Telegram traffic goes to canned responses; returns it and the paths called."""
+    queue, called = list(responses), []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        called.append(request.url.path.rsplit("/", 1)[-1])
+        if delay:
+            await anyio.sleep(delay)
+        return queue.pop(0)
+
+    delays: list[float] = []
+
+    async def no_sleep(seconds: float) -> None:
+        delays.append(seconds)
+
+    runner = ActionRunner(
+        timeout=0.5,
+        retry=RetryPolicy(max_wait=5),
+        http_transport=httpx.MockTransport(handler),
+        sleep=no_sleep,
+    )
+    runner.delays = delays  # type: ignore[attr-defined]
+    return runner, called
+
+
+def ok(result: object) -> httpx.Response:
+    return httpx.Response(200, json={"ok": True, "result": result})
+
+
+def flood(seconds: int) -> httpx.Response:
+    body = {
+        "ok": False,
+        "error_code": 429,
+        "description": "Too Many Requests",
+        "parameters": {"retry_after": seconds},
+    }
+    return httpx.Response(429, json=body)
+
+
+BOT = {"id": 1, "is_bot": True, "first_name": "T", "username": "t_bot"}
+CREDENTIALS = {"bot_token": TELEGRAM_TOKEN}
+
+
+def test_every_catalog_action_is_a_valid_described_tool() -> None:
+    catalog = load_catalog()
+    assert list(catalog) == ["slack", "telegram"]
+    for connector in catalog.values():
+        for action in connector.actions.values():
+            assert TOOL_NAME.match(action.tool_name)
+            assert action.description and not action.description.endswith(" ")
+            for model in (action.input_model, action.output_model):
+                schema = model.model_json_schema()
+                assert schema["type"] == "object"
+                assert all(p.get("description") for p in schema.get("properties", {}).values()), model
+            json.dumps(action.hints.as_mcp())
+
+
+def test_spec_rejects_unknown_keys_and_missing_credential_fields(tmp_path: Path) -> None:
+    base = {"slug": "demo", "name": "Demo", "description": "d", "api_base": "https://x"}
+    with pytest.raises(ValidationError, match="credential_fields"):
+        ConnectorSpec.model_validate({**base, "auth_type": "api_key"})
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        ConnectorSpec.model_validate({**base, "auth_type": "none", "colour": "red"})
+    with pytest.raises(ValidationError, match="slug"):
+        ConnectorSpec.model_validate({**base, "slug": "Bad Slug", "auth_type": "none"})
+
+
+class In(BaseModel):
+    value: int = Field(description="A number.")
+
+
+class Out(BaseModel):
+    doubled: int = Field(description="Twice the number.")
+
+
+class Undescribed(BaseModel):
+    value: int
+
+
+def test_actions_must_have_docstrings_models_and_described_fields() -> None:
+    connector = Connector(
+        ConnectorSpec(slug="demo", name="Demo", description="d", auth_type="none", api_base="x")
+    )
+
+    async def no_doc(ctx: ActionContext[None], params: In) -> Out:
+        return Out(doubled=params.value * 2)
+
+    async def bad_field(ctx: ActionContext[None], params: Undescribed) -> Out:
+        """Doc."""
+        return Out(doubled=1)
+
+    with pytest.raises(TypeError, match="docstring"):
+        connector.action()(no_doc)
+    with pytest.raises(TypeError, match="describe every field"):
+        connector.action()(bad_field)
+
+
+async def test_a_read_is_retried_after_the_providers_retry_after() -> None:
+    runner, called = telegram_answers(flood(3), ok(BOT))
+    action = load_catalog()["telegram"].actions["get_me"]
+    result = await runner.run(load_catalog()["telegram"], action, {}, credentials=CREDENTIALS)
+    assert result.model_dump()["username"] == "t_bot"
+    assert called == ["getMe", "getMe"]
+    assert runner.delays == [3.0]  # type: ignore[attr-defined]
+
+
+async def test_a_send_is_never_retried_and_reports_when_to_retry() -> None:
+    runner, called = telegram_answers(flood(3), ok({}))
+    telegram = load_catalog()["telegram"]
+    with pytest.raises(RateLimited) as caught:
+        await runner.run(
+            telegram, telegram.actions["send_message"], {"chat_id": 1, "text": "x"}, credentials=CREDENTIALS
+        )
+    assert caught.value.retry_after == 3.0
+    assert called == ["sendMessage"]
+
+
+async def test_a_wait_longer_than_allowed_goes_back_to_the_caller() -> None:
+    runner, called = telegram_answers(flood(60))
+    telegram = load_catalog()["telegram"]
+    with pytest.raises(RateLimited):
+        await runner.run(telegram, telegram.actions["get_me"], {}, credentials=CREDENTIALS)
+    assert called == ["getMe"]
+
+
+async def test_server_errors_are_retried_with_backoff_for_reads_only() -> None:
+    runner, called = telegram_answers(
+        httpx.Response(502, json={"ok": False, "error_code": 502, "description": "Bad Gateway"}),
+        httpx.Response(502, json={"ok": False, "error_code": 502, "description": "Bad Gateway"}),
+        httpx.Response(502, json={"ok": False, "error_code": 502, "description": "Bad Gateway"}),
+    )
+    telegram = load_catalog()["telegram"]
+    with pytest.raises(UpstreamError):
+        await runner.run(telegram, telegram.actions["get_me"], {}, credentials=CREDENTIALS)
+    assert called == ["getMe"] * 3  # bounded: max_attempts
+    assert all(0 <= d <= 4.0 for d in runner.delays)  # type: ignore[attr-defined]
+
+
+async def test_a_slow_provider_becomes_a_timeout_error() -> None:
+    runner, _ = telegram_answers(ok(BOT), delay=2)
+    telegram = load_catalog()["telegram"]
+    with pytest.raises(UpstreamTimeout, match="did not answer"):
+        await runner.run(
+            telegram, telegram.actions["send_message"], {"chat_id": 1, "text": "x"}, credentials=CREDENTIALS
+        )
+
+
+async def test_invalid_input_names_the_field() -> None:
+    runner, called = telegram_answers()
+    telegram = load_catalog()["telegram"]
+    with pytest.raises(InvalidInput) as caught:
+        await runner.run(
+            telegram, telegram.actions["send_message"], {"chat_id": 1, "text": ""}, credentials=CREDENTIALS
+        )
+    assert caught.value.field == "text"
+    assert called == []
+
+
+def test_hints_describe_reads_and_sends() -> None:
+    actions = {a.tool_name: a for c in load_catalog().values() for a in c.actions.values()}
+    assert actions["slack_list_channels"].hints.as_mcp() == {
+        "readOnlyHint": True,
+        "destructiveHint": False,
+        "idempotentHint": True,
+        "openWorldHint": True,
+    }
+    assert actions["slack_post_message"].hints == Hints()
+    assert actions["slack_post_message"].scopes == ("chat:write",)
