@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from server.errors import ApiError
 from server.hub import parse_uuid
-from server.web._http import hub_of
+from server.web._http import guarded, hub_of
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -53,6 +53,10 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 
 async def connect_page(request: Request) -> Response:
+    return await guarded(request, lambda: _connect_page(request))
+
+
+async def _connect_page(request: Request) -> Response:
     hub = hub_of(request)
     try:
         connection_id = parse_uuid(request.path_params["id"], "connection id")
