@@ -97,6 +97,32 @@ def _schema(model: type[Any]) -> dict[str, Any]:
     return model.model_json_schema()
 
 
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Present instead of the result when isError is true: what went wrong and what to do.",
+    "properties": {
+        "code": {"type": "string", "description": "Stable error code, e.g. not_connected, rate_limited."},
+        "message": {"type": "string", "description": "What happened, safe to show the user."},
+    },
+    "required": ["code", "message"],
+}
+
+
+@cache
+def _output_schema(model: type[Any]) -> dict[str, Any]:
+    """The result model's schema, also admitting the `{"error": {...}}` of an error result.
+
+    Error results carry their facts in structuredContent too, and some clients (MCP Inspector)
+    validate every result against the output schema, errors included.
+    """
+    schema = dict(_schema(model))
+    schema["properties"] = {**schema.get("properties", {}), "error": _ERROR_SCHEMA}
+    required = schema.pop("required", None)
+    if required:
+        schema["anyOf"] = [{"required": required}, {"required": ["error"]}]
+    return schema
+
+
 class ToolHandlers:
     def __init__(self, hub: Hub, resolve_caller: CallerResolver) -> None:
         self._hub = hub
@@ -149,7 +175,7 @@ class ToolHandlers:
             title=f"{connector.spec.name}: {action.title}",
             description=action.description,
             input_schema=input_schema,
-            output_schema=_schema(action.output_model),
+            output_schema=_output_schema(action.output_model),
             annotations=types.ToolAnnotations(
                 title=f"{connector.spec.name}: {action.title}",
                 read_only_hint=hints.read_only,

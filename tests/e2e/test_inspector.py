@@ -9,8 +9,10 @@ from tests.conftest import SLACK_TOKEN
 from tests.e2e.conftest import LiveProcess, NodeRunner, NodeTools, describe
 
 
-def inspect(run_node: NodeRunner, clis: NodeTools, live: LiveProcess, *args: str) -> dict[str, Any]:
-    """Run one Inspector method as the agent; returns its JSON envelope after checking exit 0."""
+def inspect(
+    run_node: NodeRunner, clis: NodeTools, live: LiveProcess, *args: str, exit_code: int = 0
+) -> dict[str, Any]:
+    """Run one Inspector method as the agent; returns its JSON envelope after checking the exit code."""
     argv = [
         *clis.inspector,
         live.mcp_url,
@@ -21,7 +23,7 @@ def inspect(run_node: NodeRunner, clis: NodeTools, live: LiveProcess, *args: str
         *args,
     ]
     result = run_node(argv)
-    assert result.returncode == 0, describe(result) + live.tendril.output()
+    assert result.returncode == exit_code, describe(result) + live.tendril.output()
     return json.loads(result.stdout)
 
 
@@ -59,6 +61,29 @@ def test_tools_call_posts_through_the_fake_slack_with_the_stored_token(
     assert result["structuredContent"]["channel"] == "C01234567"
     [sent] = slack.messages[before:]
     assert (sent["channel"], sent["text"], sent["token"]) == ("C01234567", "hi", SLACK_TOKEN)
+
+
+def test_a_provider_error_reaches_the_inspector_as_a_readable_error_result(
+    run_node: NodeRunner, node_clis: NodeTools, live_process: LiveProcess
+) -> None:
+    envelope = inspect(
+        run_node,
+        node_clis,
+        live_process,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "slack_post_message",
+        "--tool-arg",
+        "channel=#nowhere",
+        "--tool-arg",
+        "text=hi",
+        exit_code=5,  # the Inspector's exit code for a tool that answered isError
+    )
+    result = envelope["result"]
+    assert result["isError"] is True
+    assert result["content"][0]["text"] == "Slack says channel_not_found"
+    assert result["structuredContent"]["error"]["code"] == "not_found"
 
 
 def test_no_secret_reaches_the_process_output(live_process: LiveProcess) -> None:
