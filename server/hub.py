@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from auth import api_keys
 from auth.credentials import CredentialVault
 from connectors import Action, ActionRunner, Catalog, Connector
-from connectors.errors import ConnectorError, InvalidCredentials, InvalidInput, NotConnected
+from connectors.errors import ConnectorError, InvalidCredentials, InvalidInput, NotConnected, RateLimited
 from server.errors import ApiError
 from server.settings import Settings
 from storage.repositories import (
@@ -31,6 +31,7 @@ from storage.repositories import (
 
 _LABEL_MAX = 200
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +252,8 @@ class Hub:
             account = await self.runner.verify(connector, fields)
         except InvalidCredentials as exc:
             raise ApiError(400, f"{connector.spec.name} rejected the credential: {exc.message}") from None
+        except RateLimited:
+            raise  # answered as 429 with Retry-After, like any rate-limited call
         except ConnectorError as exc:
             raise ApiError(
                 502, f"could not verify the credential with {connector.spec.name}: {exc.message}"
@@ -332,11 +335,14 @@ def parse_uuid(value: str, what: str) -> UUID:
 
 
 def check_name(name: Any, what: str) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ApiError(400, f"{what} must be 1-100 characters of letters, digits, spaces, '.', '_' or '-'")
 
 
 def _clean_label(label: Any) -> str:
     if not isinstance(label, str) or not label.strip() or len(label) > _LABEL_MAX:
         raise ApiError(400, f"label must be a non-empty string of at most {_LABEL_MAX} characters")
+    if _CONTROL.search(label):
+        # PostgreSQL cannot store NUL, and no label needs a control character.
+        raise ApiError(400, "label must not contain control characters")
     return label.strip()

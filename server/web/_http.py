@@ -76,12 +76,21 @@ async def json_object(request: Request) -> dict[str, Any]:
     if content_type not in ("application/json", "") and not content_type.endswith("+json"):
         raise ApiError(415, "send the request body as application/json")
     try:
-        parsed = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        parsed = json.loads(body, parse_constant=_not_json)
+        # A lone UTF-16 surrogate ("\ud800") parses but can be neither stored nor echoed back.
+        json.dumps(parsed, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ApiError(400, "request body contains an unpaired UTF-16 surrogate escape") from None
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, undecodable bytes and integers too long to convert.
         raise ApiError(400, f"request body is not valid JSON ({exc.__class__.__name__})") from None
     if not isinstance(parsed, dict):
         raise ApiError(400, "request body must be a JSON object")
     return parsed
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")  # Python's json accepts NaN and Infinity; JSON does not
 
 
 def optional_str(body: dict[str, Any], key: str) -> str | None:

@@ -6,7 +6,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from server.errors import ApiError
+from connectors.errors import ConnectorError
+from server.errors import ApiError, api_error_from_connector
 from server.hub import OwnerPrincipal, parse_uuid
 from server.web import render
 from server.web._http import endpoint, hub_of, json_object, optional_str
@@ -107,10 +108,14 @@ async def connect_once(request: Request, principal: OwnerPrincipal) -> Response:
             raise ApiError(400, "token required")
         primary = (connector.spec.secret_keys or (connector.spec.credential_fields[0].key,))[0]
         credentials = {primary: token}
-    action = connector.actions.get(action_name)
-    if action is None:
-        raise ApiError(400, f"unknown action: {action_name}")
-    result = await hub.run_inline(connector, action, credentials, body.get("params", {}))
+    action = hub.action(connector, action_name)  # `post_message` or `slack_post_message`
+    try:
+        result = await hub.run_inline(connector, action, credentials, body.get("params", {}))
+    except ConnectorError as error:
+        # The guide names every execution failure `connector_error: ...`; status and code stay specific.
+        failure = api_error_from_connector(error)
+        failure.message = f"connector_error: {failure.message}"
+        raise failure from None
     return JSONResponse({"status": "ok", "connector": slug, "result": result.model_dump(mode="json")})
 
 
