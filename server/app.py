@@ -13,7 +13,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Match, Mount, Route
 
 from auth.credentials import CredentialVault
 from connectors import ActionRunner, RetryPolicy, load_catalog
@@ -62,6 +62,24 @@ async def healthz(request: Request) -> Response:
 
 
 async def api_not_found(request: Request) -> Response:
+    """JSON for unknown API paths, and 405 with Allow when only the method is wrong."""
+    allowed = sorted(
+        method
+        for route in request.app.router.routes
+        if isinstance(route, Route)
+        and route.endpoint is not api_not_found
+        and route.methods
+        and route.matches(request.scope)[0] is Match.PARTIAL
+        for method in route.methods
+    )
+    if allowed:
+        return error_response(
+            ApiError(
+                405,
+                f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}",
+                headers={"Allow": ", ".join(allowed)},
+            )
+        )
     return error_response(ApiError(404, f"no API route {request.method} {request.url.path}"))
 
 
@@ -95,7 +113,11 @@ def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             *api_routes(),
-            Route("/api/{path:path}", api_not_found, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
+            Route(
+                "/api/{path:path}",
+                api_not_found,
+                methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+            ),
             *pages.page_routes(),
             Mount("/", app=mcp_http),
         ],

@@ -112,6 +112,8 @@ class Hub:
         self, owner_id: UUID, *, name: str, permissions: Sequence[str] | None = None
     ) -> CreatedKey:
         check_name(name, "key name")
+        if permissions is not None and not permissions:
+            raise ApiError(400, "permissions must name at least one of " + ", ".join(api_keys.PERMISSIONS))
         chosen = list(dict.fromkeys(permissions or api_keys.DEFAULT_PERMISSIONS))
         unknown = [p for p in chosen if p not in api_keys.PERMISSIONS]
         if unknown:
@@ -175,8 +177,10 @@ class Hub:
 
     # -- connections -----------------------------------------------------------------------------
     def connector(self, slug: Any) -> Connector:
-        if not isinstance(slug, str) or not slug:
+        if slug is None or slug == "":
             raise ApiError(400, "connectorSlug is required")
+        if not isinstance(slug, str):
+            raise ApiError(400, "connectorSlug must be a string")
         connector = self.catalog.get(slug)
         if connector is None:
             raise ApiError(400, f"unknown connector slug: {slug}")

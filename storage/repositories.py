@@ -390,6 +390,16 @@ class Store:
                 )
             ).scalar_one_or_none()
 
+    async def connection_is_active(self, connection_id: UUID) -> bool:
+        table = schema.connections
+        async with self.engine.connect() as conn:
+            status = (
+                await conn.execute(
+                    sa.select(table.c.status).where(table.c.id == connection_id, table.c.deleted_at.is_(None))
+                )
+            ).scalar_one_or_none()
+        return status == ConnectionStatus.ACTIVE
+
     async def all_sealed_credentials(self) -> list[tuple[UUID, str]]:
         """Every stored ciphertext, deleted connections included (for key rotation)."""
         table = schema.connections

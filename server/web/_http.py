@@ -63,7 +63,9 @@ async def json_object(request: Request) -> dict[str, Any]:
     """The request body as a JSON object, refused early when too large or malformed."""
     limit: int = hub_of(request).settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and not declared.isdigit():
+        raise ApiError(400, "Content-Length must be a number of bytes")
+    if declared is not None and int(declared) > limit:
         raise ApiError(413, f"request body is larger than {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
@@ -81,8 +83,12 @@ async def json_object(request: Request) -> dict[str, Any]:
         json.dumps(parsed, ensure_ascii=False).encode()
     except UnicodeEncodeError:
         raise ApiError(400, "request body contains an unpaired UTF-16 surrogate escape") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            400, f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     except (ValueError, RecursionError) as exc:
-        # ValueError covers JSONDecodeError, undecodable bytes and integers too long to convert.
+        # Undecodable bytes, NaN/Infinity, integers too long to convert, absurd nesting.
         raise ApiError(400, f"request body is not valid JSON ({exc.__class__.__name__})") from None
     if not isinstance(parsed, dict):
         raise ApiError(400, "request body must be a JSON object")

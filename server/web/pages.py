@@ -67,6 +67,10 @@ async def _connect_page(request: Request) -> Response:
     if connector is None:
         return _page("Unknown link", "<p>This connect link is not valid or has been revoked.</p>", 404)
     spec = connector.spec
+    if await hub.store.connection_is_active(connection_id):
+        return _page(
+            f"{spec.name} is connected", "<p>This connection is already active. You can close this tab.</p>"
+        )
     fields = "".join(
         f'<label for="{html.escape(f.key)}">{html.escape(f.label)}</label>'
         f'<input id="{html.escape(f.key)}" name="{html.escape(f.key)}" '

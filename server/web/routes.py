@@ -110,7 +110,8 @@ async def connect_once(request: Request, principal: OwnerPrincipal) -> Response:
         credentials = {primary: token}
     action = hub.action(connector, action_name)  # `post_message` or `slack_post_message`
     try:
-        result = await hub.run_inline(connector, action, credentials, body.get("params", {}))
+        params = body.get("params")
+        result = await hub.run_inline(connector, action, credentials, {} if params is None else params)
     except ConnectorError as error:
         # The guide names every execution failure `connector_error: ...`; status and code stay specific.
         failure = api_error_from_connector(error)

@@ -629,10 +629,7 @@ async def test_an_unknown_action_on_a_connection_is_a_400_naming_it(tendril: Ten
     [
         ("GET", "/api/v1/nothing-here"),
         ("GET", "/api/v2/connections"),
-        ("PUT", "/api/v1/connections"),
-        ("PATCH", "/api/v1/connections/6f1c3c55-2f4e-4d8e-9a61-0c7cf0d7c1a1"),
-        ("GET", "/api/v1/connections/6f1c3c55-2f4e-4d8e-9a61-0c7cf0d7c1a1/credentials"),
-        ("DELETE", "/api/v1/connectors"),
+        ("OPTIONS", "/api/v1/whatever"),
     ],
 )
 async def test_an_unknown_api_route_is_a_json_404(
@@ -641,6 +638,24 @@ async def test_an_unknown_api_route_is_a_json_404(
     async with tendril.raw() as http:
         response = await http.request(method, path, headers=target.headers)
     assert_client_error(response, 404, "NOT_FOUND", "no API route")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/api/v1/connections", "GET, HEAD, POST"),
+        ("PATCH", "/api/v1/connections/6f1c3c55-2f4e-4d8e-9a61-0c7cf0d7c1a1", "DELETE, GET, HEAD"),
+        ("GET", "/api/v1/connections/6f1c3c55-2f4e-4d8e-9a61-0c7cf0d7c1a1/credentials", "POST"),
+        ("DELETE", "/api/v1/connectors", "GET, HEAD"),
+    ],
+)
+async def test_a_wrong_method_on_a_real_route_is_a_json_405_naming_the_allowed_ones(
+    tendril: Tendril, target: Target, method: str, path: str, allowed: str
+) -> None:
+    async with tendril.raw() as http:
+        response = await http.request(method, path, headers=target.headers)
+    assert_client_error(response, 405, "METHOD_NOT_ALLOWED", f"use {allowed}")
+    assert response.headers["allow"] == allowed
 
 
 async def test_bad_input_never_leaves_the_owner_with_stray_records(tendril: Tendril, target: Target) -> None:

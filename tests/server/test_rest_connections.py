@@ -736,17 +736,19 @@ async def test_the_connect_page_shows_only_the_connector_name_and_credential_fie
 ) -> None:
     owner = await tendril.new_owner(name="Secret-Owner-Name")
     async with tendril.raw() as http:
-        connection_id = await connect(http, owner, "slack", SLACK_TOKEN, label="Confidential Label 42")
-        page = await http.get(f"/connect/{connection_id}")
+        pending_id = (await start(http, owner, "slack", "Confidential Label 42"))["connection"]["id"]
+        page = await http.get(f"/connect/{pending_id}")
+        active_id = await connect(http, owner, "slack", SLACK_TOKEN, label="Confidential Label 43")
+        done = await http.get(f"/connect/{active_id}")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert page.headers["cache-control"] == "no-store"
     html = page.text
     assert "Connect Slack" in html
     assert "Bot token" in html
-    for secret in (SLACK_TOKEN, owner.api_key, owner.id, owner.name, "Confidential Label 42", "Acme", "T123"):
-        assert secret not in html
-    assert "active" not in html
+    assert done.status_code == 200 and "already active" in done.text and "<form" not in done.text
+    for leak in (SLACK_TOKEN, owner.api_key, owner.id, owner.name, "Confidential Label", "Acme", "T123"):
+        assert leak not in html and leak not in done.text
 
 
 @pytest.mark.parametrize("kind", ["malformed", "unknown", "deleted"])
