@@ -10,7 +10,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import anyio
@@ -30,6 +30,7 @@ from connectors.errors import (
 logger = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,16 +115,11 @@ class ActionRunner:
     async def verify(self, connector: Connector, credentials: Mapping[str, str]) -> dict[str, Any]:
         """Ask the provider whether a credential works; returns non-secret account facts."""
         self._register_secrets(connector, credentials)
-        try:
-            with anyio.fail_after(self._timeout):
-                async with connector.open_client(credentials, self.options_for(connector)) as client:
-                    return await connector.verify(client)
-        except TimeoutError:
-            raise UpstreamTimeout(f"{connector.spec.name} did not answer in time") from None
-        except ConnectorError:
-            raise
-        except Exception as exc:
-            raise self._mapped(connector, exc) from exc
+
+        async def work(client: Any) -> dict[str, Any]:
+            return await connector.verify(client)
+
+        return await self._with_client(connector, credentials, work)
 
     async def _attempt(
         self,
@@ -135,11 +131,19 @@ class ActionRunner:
         connection_id: UUID | None,
         log: logging.LoggerAdapter[logging.Logger],
     ) -> Any:
+        async def work(client: Any) -> Any:
+            return await action.func(ActionContext(client, dict(config or {}), connection_id, log), params)
+
+        return await self._with_client(connector, credentials, work)
+
+    async def _with_client(
+        self, connector: Connector, credentials: Mapping[str, str], work: Callable[[Any], Awaitable[_T]]
+    ) -> _T:
+        """One provider exchange under the deadline, its failures mapped to ConnectorError."""
         try:
             with anyio.fail_after(self._timeout):
                 async with connector.open_client(credentials, self.options_for(connector)) as client:
-                    ctx = ActionContext(client, dict(config or {}), connection_id, log)
-                    return await action.func(ctx, params)
+                    return await work(client)
         except TimeoutError:
             raise UpstreamTimeout(f"{connector.spec.name} did not answer within {self._timeout:g}s") from None
         except ConnectorError:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import Owner, Tendril
+from tests.support.rest import assert_error
 
 pytestmark = pytest.mark.anyio
 
@@ -38,16 +39,6 @@ ROUTES: list[tuple[str, str, str]] = [
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-def assert_error(response: httpx.Response, status: int, code: str, *fragments: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["code"] == code, body
-    assert isinstance(body["error"], str) and body["error"], body
-    for fragment in fragments:
-        assert fragment in body["error"], body
-    return body
 
 
 async def call(http: httpx.AsyncClient, method: str, path: str, headers: dict[str, str]) -> httpx.Response:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import SLACK_TOKEN, TELEGRAM_TOKEN, Fakes, Owner, Tendril
+from tests.support.rest import assert_error
 
 pytestmark = pytest.mark.anyio
 
@@ -20,16 +21,6 @@ UNKNOWN_SLACK_TOKEN = "xoxb-9999-8888-NobodyIssuedThisToken"
 
 def key_header(owner: Owner) -> dict[str, str]:
     return {"X-Api-Key": owner.api_key}
-
-
-def assert_error(response: httpx.Response, status: int, code: str, *fragments: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["code"] == code, body
-    assert isinstance(body["error"], str) and body["error"], body
-    for fragment in fragments:
-        assert fragment in body["error"], body
-    return body
 
 
 async def connect_once(tendril: Tendril, owner: Owner, slug: str, payload: Any) -> httpx.Response:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from storage import schema
 from tests.conftest import SLACK_TOKEN, TELEGRAM_TOKEN, Fakes, Owner, Tendril
+from tests.support.rest import assert_error
 
 pytestmark = pytest.mark.anyio
 
@@ -25,16 +26,6 @@ UNKNOWN_TELEGRAM_TOKEN = "111111111:UnknownTelegramBotTokenAbCdEfGhIjKl"
 
 def auth(owner: Owner) -> dict[str, str]:
     return {"Authorization": f"Bearer {owner.api_key}"}
-
-
-def assert_error(response: httpx.Response, status: int, code: str, *fragments: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["code"] == code, body
-    assert isinstance(body["error"], str) and body["error"], body
-    for fragment in fragments:
-        assert fragment in body["error"], body
-    return body
 
 
 async def start(http: httpx.AsyncClient, owner: Owner, slug: str, label: str | None = None) -> dict[str, Any]:
