@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _VERSION = "v1"
 _NONCE_BYTES = 12  # 96-bit random nonce, as NIST SP 800-38D recommends for GCM.
@@ -46,6 +48,7 @@ class Keyring:
 
     def __init__(self, encoded_keys: Sequence[str]) -> None:
         keys: list[_Key] = []
+        raws: list[bytes] = []
         for position, encoded in enumerate(k.strip() for k in encoded_keys if k.strip()):
             try:
                 raw = base64.b64decode(encoded, validate=True)
@@ -54,14 +57,20 @@ class Keyring:
             if len(raw) != 32:
                 raise CryptoError(f"master key #{position + 1} must decode to 32 bytes, got {len(raw)}")
             keys.append(_Key(key_id_of(raw), AESGCM(raw)))
+            raws.append(raw)
         if not keys:
             raise CryptoError("no master key configured")
         self._keys = keys
+        self._raw = raws
         self._by_id = {key.key_id: key for key in keys}
 
     @classmethod
     def from_setting(cls, value: str) -> Keyring:
         return cls(value.split(","))
+
+    def derive(self, info: bytes, length: int = 32) -> bytes:
+        """A sub-key for another purpose (HKDF-SHA256 over the primary key): same on every replica."""
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(self._raw[0])
 
     @property
     def primary_key_id(self) -> str:

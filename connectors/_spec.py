@@ -36,6 +36,25 @@ class CredentialField(_Strict):
         return value
 
 
+class OAuthSpec(_Strict):
+    """The provider's OAuth 2.0 authorization-code flow, as data (quirks included)."""
+
+    authorize_url: str
+    token_url: str
+    revoke_url: str | None = None
+    scopes: tuple[str, ...] = ()
+    scope_separator: str = " "
+    client_auth: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    pkce: bool = True
+    # Always sent to the authorize endpoint (Google: access_type=offline, prompt=consent).
+    authorize_params: dict[str, str] = Field(default_factory=dict)
+    # Added when the user asks to pick another account (`selectAccount=1`).
+    account_picker_params: dict[str, str] = Field(default_factory=dict)
+    token_body: Literal["form", "json"] = "form"
+    # Which token-response field fills which credential key the client factory reads.
+    credential_keys: dict[str, str] = Field(default_factory=lambda: {"access_token": "access_token"})
+
+
 class ConnectorSpec(_Strict):
     slug: str
     name: str
@@ -46,6 +65,7 @@ class ConnectorSpec(_Strict):
     availability_reason: str | None = None
     docs_url: str | None = None
     credential_fields: tuple[CredentialField, ...] = ()
+    oauth: OAuthSpec | None = None
 
     @field_validator("slug")
     @classmethod
@@ -58,6 +78,8 @@ class ConnectorSpec(_Strict):
     def _fields_fit_auth_type(self) -> ConnectorSpec:
         if self.auth_type == "api_key" and not self.credential_fields:
             raise ValueError("an api_key connector must declare credential_fields")
+        if self.auth_type == "oauth" and self.oauth is None:
+            raise ValueError("an oauth connector must declare its oauth block")
         keys = [f.key for f in self.credential_fields]
         if len(keys) != len(set(keys)):
             raise ValueError("credential field keys must be unique")

@@ -25,6 +25,7 @@ from server.settings import Settings
 from server.web import pages
 from server.web.routes import api_routes
 from storage import db
+from storage.flows import FlowStore
 from storage.repositories import Store
 
 
@@ -37,9 +38,16 @@ def build_hub(settings: Settings, *, http_transport: httpx.AsyncBaseTransport | 
         retry=RetryPolicy(max_wait=settings.max_retry_wait_seconds),
         http_transport=http_transport,
     )
-    store = Store(db.create_engine(settings.resolved_database_url))
+    engine = db.create_engine(settings.resolved_database_url)
     vault = CredentialVault(load_keyring(settings).keyring)
-    return Hub(settings=settings, store=store, vault=vault, catalog=catalog, runner=runner)
+    return Hub(
+        settings=settings,
+        store=Store(engine),
+        flows=FlowStore(engine),
+        vault=vault,
+        catalog=catalog,
+        runner=runner,
+    )
 
 
 def _transport_security(settings: Settings) -> TransportSecuritySettings:
@@ -113,12 +121,12 @@ def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             *api_routes(),
+            *pages.page_routes(),
             Route(
                 "/api/{path:path}",
                 api_not_found,
                 methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
             ),
-            *pages.page_routes(),
             Mount("/", app=mcp_http),
         ],
         lifespan=lifespan,

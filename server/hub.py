@@ -15,10 +15,22 @@ from pydantic import BaseModel
 
 from auth import api_keys
 from auth.credentials import CredentialVault
+from auth.oauth import OAuthFailure
+from auth.tokens import ReauthorizationNeeded, TokenKeeper
 from connectors import Action, ActionRunner, Catalog, Connector
-from connectors.errors import ConnectorError, InvalidCredentials, InvalidInput, NotConnected, RateLimited
+from connectors.errors import (
+    ConnectorError,
+    InvalidCredentials,
+    InvalidInput,
+    NotConnected,
+    RateLimited,
+    UpstreamError,
+)
 from server.errors import ApiError
+from server.oauth_connections import OAuthConnections
 from server.settings import Settings
+from server.waiters import ConnectionWaiters
+from storage.flows import FlowStore
 from storage.repositories import (
     AgentRecord,
     AlreadyExists,
@@ -65,15 +77,22 @@ class Hub:
         *,
         settings: Settings,
         store: Store,
+        flows: FlowStore,
         vault: CredentialVault,
         catalog: Catalog,
         runner: ActionRunner,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.flows = flows
         self.vault = vault
         self.catalog = catalog
         self.runner = runner
+        self.waiters = ConnectionWaiters()
+        self.tokens = TokenKeeper(store, vault)
+        self.oauth = OAuthConnections(
+            settings=settings, catalog=catalog, store=store, flows=flows, vault=vault, waiters=self.waiters
+        )
 
     async def check_master_key(self) -> None:
         """Open one stored credential per key id: a wrong TENDRIL_MASTER_KEY fails here, loudly."""
@@ -186,11 +205,17 @@ class Hub:
             raise ApiError(400, f"unknown connector slug: {slug}")
         return connector
 
+    def auth_mode(self, connector: Connector) -> str:
+        """How a new connection authenticates: OAuth when its client is configured, else a credential form."""
+        if connector.spec.oauth is not None and self.oauth.provider(connector) is not None:
+            return "oauth"
+        if connector.spec.credential_fields:
+            return "api_key"
+        return connector.spec.auth_type
+
     def is_configured(self, connector: Connector) -> bool:
-        if connector.spec.auth_type != "oauth":
-            return True
-        overrides = self.settings.connector(connector.slug)
-        return bool(overrides.client_id and overrides.client_secret)
+        """False only for an OAuth-only connector whose client id and secret are not set."""
+        return self.auth_mode(connector) != "oauth" or self.oauth.provider(connector) is not None
 
     async def start_connection(
         self, owner_id: UUID, connector: Connector, label: str | None
@@ -199,10 +224,11 @@ class Hub:
 
         Returns (connection, created_now).
         """
-        if connector.spec.availability != "available":
-            raise ApiError(400, f"connector {connector.slug} is not available yet")
-        if connector.spec.auth_type == "oauth" and not self.is_configured(connector):
-            raise ApiError(400, f"connector {connector.slug} is not configured (set its OAuth client)")
+        if connector.spec.availability == "deprecated":
+            raise ApiError(400, f"connector {connector.slug} is deprecated")
+        if not self.is_configured(connector):
+            env = f"TENDRIL_{connector.slug.upper()}_CLIENT_ID and _CLIENT_SECRET"
+            raise ApiError(400, f"connector {connector.slug} is not configured yet: set {env}")
         label = _clean_label(label) if label is not None else connector.spec.name
         existing = await self.store.list_connections(owner_id, connector_slugs=[connector.slug], label=label)
         for status in (ConnectionStatus.ACTIVE, ConnectionStatus.PENDING, ConnectionStatus.NEEDS_REAUTH):
@@ -210,7 +236,11 @@ class Hub:
                 if record.status == status:
                     return record, False
         record = await self.store.create_connection(
-            owner_id, connector_slug=connector.slug, label=label, config={}
+            owner_id,
+            connector_slug=connector.slug,
+            label=label,
+            config={},
+            auth_method=self.auth_mode(connector),
         )
         return record, True
 
@@ -249,7 +279,7 @@ class Hub:
     ) -> ConnectionRecord:
         record = await self.get_connection(owner_id, connection_id)
         connector = self.connector(record.connector_slug)
-        if connector.spec.auth_type != "api_key":
+        if not connector.spec.credential_fields:
             raise ApiError(400, f"connector {connector.slug} does not take API-key credentials")
         fields = self.check_credentials(connector, submitted)
         try:
@@ -268,10 +298,12 @@ class Hub:
         )
         if updated is None:  # revoked meanwhile
             raise ApiError(404, "connection not found")
+        await self.waiters.connected(updated.id)
         return updated
 
     async def revoke_connection(self, owner_id: UUID, connection_id: str) -> None:
         record = await self.get_connection(owner_id, connection_id)
+        await self.oauth.revoke_at_provider(record)
         await self.store.revoke_connection(owner_id, record.id)
 
     # -- running actions ---------------------------------------------------------------------
@@ -290,7 +322,16 @@ class Hub:
         connector = self.catalog[connection.connector_slug]
         if connection.status != ConnectionStatus.ACTIVE or connection.sealed_credentials is None:
             raise self.not_connected(connection)
-        credentials = self.vault.open(connection.id, connection.sealed_credentials)
+        oauth = self.oauth.client(connector) if connection.auth_method == "oauth" else None
+        try:
+            credentials = await self.tokens.fresh_credentials(connection, oauth)
+        except ReauthorizationNeeded:
+            raise self.not_connected(connection, reauth=True) from None
+        except OAuthFailure as failure:
+            name = connector.spec.name
+            raise UpstreamError(
+                f"could not refresh the {name} token ({failure.error})", retryable=True
+            ) from None
         try:
             return await self.runner.run(
                 connector,

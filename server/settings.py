@@ -28,6 +28,7 @@ class ConnectorSettings(BaseModel):
     client_secret: SecretStr | None = None
     authorize_url: str | None = None
     token_url: str | None = None
+    revoke_url: str | None = None
 
 
 class Settings(BaseSettings):
@@ -90,7 +91,7 @@ class Settings(BaseSettings):
 
 
 _CONNECTOR_FIELD = re.compile(
-    rf"^{ENV_PREFIX}(?P<slug>[A-Z0-9_]+?)_(?P<field>API_BASE|CLIENT_ID|CLIENT_SECRET|AUTHORIZE_URL|TOKEN_URL)$"
+    rf"^{ENV_PREFIX}(?P<slug>[A-Z0-9_]+?)_(?P<field>API_BASE|CLIENT_ID|CLIENT_SECRET|AUTHORIZE_URL|TOKEN_URL|REVOKE_URL)$"
 )
 
 

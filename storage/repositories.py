@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -78,6 +78,9 @@ class ConnectionRecord:
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
+    auth_method: str = "api_key"
+    scopes: tuple[str, ...] | None = None
+    token_expires_at: datetime | None = None
 
 
 def _api_key(row: sa.Row[Any]) -> ApiKeyRecord:
@@ -122,6 +125,9 @@ def _connection(row: sa.Row[Any]) -> ConnectionRecord:
         m["created_at"],
         m["updated_at"],
         m["deleted_at"],
+        m["auth_method"],
+        tuple(m["scopes"]) if m["scopes"] is not None else None,
+        m["token_expires_at"],
     )
 
 
@@ -309,7 +315,13 @@ class Store:
 
     # -- connections ------------------------------------------------------------------------
     async def create_connection(
-        self, owner_id: UUID, *, connector_slug: str, label: str, config: Mapping[str, Any]
+        self,
+        owner_id: UUID,
+        *,
+        connector_slug: str,
+        label: str,
+        config: Mapping[str, Any],
+        auth_method: str = "api_key",
     ) -> ConnectionRecord:
         now = self.clock()
         record = ConnectionRecord(
@@ -325,6 +337,7 @@ class Store:
             now,
             now,
             None,
+            auth_method,
         )
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -339,6 +352,7 @@ class Store:
                     account={},
                     created_at=now,
                     updated_at=now,
+                    auth_method=auth_method,
                 )
             )
         return record
@@ -378,28 +392,6 @@ class Store:
             rows = await conn.execute(query.order_by(table.c.created_at.desc(), table.c.id))
             return [_connection(row) for row in rows]
 
-    async def connector_slug_of(self, connection_id: UUID) -> str | None:
-        """Only the connector of a live connection, for the unauthenticated connect page."""
-        table = schema.connections
-        async with self.engine.connect() as conn:
-            return (
-                await conn.execute(
-                    sa.select(table.c.connector_slug).where(
-                        table.c.id == connection_id, table.c.deleted_at.is_(None)
-                    )
-                )
-            ).scalar_one_or_none()
-
-    async def connection_is_active(self, connection_id: UUID) -> bool:
-        table = schema.connections
-        async with self.engine.connect() as conn:
-            status = (
-                await conn.execute(
-                    sa.select(table.c.status).where(table.c.id == connection_id, table.c.deleted_at.is_(None))
-                )
-            ).scalar_one_or_none()
-        return status == ConnectionStatus.ACTIVE
-
     async def all_sealed_credentials(self) -> list[tuple[UUID, str]]:
         """Every stored ciphertext, deleted connections included (for key rotation)."""
         table = schema.connections
@@ -421,7 +413,15 @@ class Store:
         return result.rowcount == 1
 
     async def activate_connection(
-        self, owner_id: UUID, connection_id: UUID, *, sealed_credentials: str, account: Mapping[str, Any]
+        self,
+        owner_id: UUID,
+        connection_id: UUID,
+        *,
+        sealed_credentials: str,
+        account: Mapping[str, Any],
+        auth_method: str = "api_key",
+        scopes: Sequence[str] | None = None,
+        token_expires_at: datetime | None = None,
     ) -> ConnectionRecord | None:
         return await self._update_connection(
             owner_id,
@@ -430,7 +430,75 @@ class Store:
             credentials=sealed_credentials,
             account=dict(account),
             last_error=None,
+            auth_method=auth_method,
+            scopes=list(scopes) if scopes is not None else None,
+            token_expires_at=token_expires_at,
         )
+
+    async def connection_by_id(self, connection_id: UUID) -> ConnectionRecord | None:
+        """Unscoped read for internal machinery (token refresh) that already holds a scoped record."""
+        table = schema.connections
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(table).where(table.c.id == connection_id, table.c.deleted_at.is_(None))
+                )
+            ).first()
+        return _connection(row) if row else None
+
+    async def store_refreshed_token(
+        self,
+        connection_id: UUID,
+        *,
+        sealed_credentials: str,
+        token_expires_at: datetime | None,
+        scopes: Sequence[str] | None,
+    ) -> None:
+        table = schema.connections
+        values: dict[str, Any] = {
+            "credentials": sealed_credentials,
+            "token_expires_at": token_expires_at,
+            "updated_at": self.clock(),
+        }
+        if scopes is not None:
+            values["scopes"] = list(scopes)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                table.update()
+                .where(table.c.id == connection_id, table.c.deleted_at.is_(None))
+                .values(**values)
+            )
+
+    async def mark_needs_reauth(self, connection_id: UUID, reason: str) -> None:
+        table = schema.connections
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                table.update()
+                .where(table.c.id == connection_id, table.c.deleted_at.is_(None))
+                .values(status=ConnectionStatus.NEEDS_REAUTH, last_error=reason, updated_at=self.clock())
+            )
+
+    async def try_refresh_lease(self, connection_id: UUID, *, seconds: float) -> bool:
+        """Compare-and-set a short lease: at most one process refreshes a connection's token."""
+        table = schema.connections
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                table.update()
+                .where(
+                    table.c.id == connection_id,
+                    sa.or_(table.c.refresh_lock_until.is_(None), table.c.refresh_lock_until < now),
+                )
+                .values(refresh_lock_until=now + timedelta(seconds=seconds))
+            )
+        return result.rowcount == 1
+
+    async def release_refresh_lease(self, connection_id: UUID) -> None:
+        table = schema.connections
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                table.update().where(table.c.id == connection_id).values(refresh_lock_until=None)
+            )
 
     async def set_connection_status(
         self, owner_id: UUID, connection_id: UUID, status: str, *, last_error: str | None = None

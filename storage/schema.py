@@ -102,5 +102,42 @@ connections = sa.Table(
     _created(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("deleted_at", UTCDateTime()),
+    # OAuth facts that are not secret: what was granted and until when the access token lives.
+    sa.Column("auth_method", sa.String(16), nullable=False, server_default="api_key"),
+    sa.Column("scopes", sa.JSON()),
+    sa.Column("token_expires_at", UTCDateTime()),
+    # Cross-process refresh lock: whoever sets it (compare-and-set) refreshes; it expires by itself.
+    sa.Column("refresh_lock_until", UTCDateTime()),
     sa.Index(None, "owner_id", "connector_slug"),
+)
+
+oauth_states = sa.Table(
+    "oauth_states",
+    metadata,
+    _id(),
+    # Only a digest of `state` is kept: the value itself travels through the provider.
+    sa.Column("state_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "connection_id", sa.Uuid(), sa.ForeignKey("connections.id", ondelete="CASCADE"), nullable=False
+    ),
+    # The PKCE verifier, sealed like a credential (it can redeem the code).
+    sa.Column("sealed_verifier", sa.Text()),
+    sa.Column("redirect_uri", sa.String(2000), nullable=False),
+    _created(),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("used_at", UTCDateTime()),
+    sa.Index(None, "connection_id"),
+)
+
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    _id(),
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    _created(),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime()),
 )

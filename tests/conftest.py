@@ -12,12 +12,14 @@ import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from auth.crypto import generate_key
 from clients import TendrilClient
@@ -25,6 +27,7 @@ from server.app import build_app, build_hub
 from server.hub import Hub
 from server.settings import ConnectorSettings, Settings
 from tests.fakes.loopback import run_asgi_on_loopback
+from tests.fakes.oauth import FakeOAuthProvider
 from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import FakeTelegram
 from tests.support.asgi import Swappable
@@ -165,8 +168,8 @@ class Tendril:
             await client.aclose()
 
 
-@pytest.fixture
-async def tendril(settings: Settings) -> AsyncIterator[Tendril]:
+@asynccontextmanager
+async def running_tendril(settings: Settings) -> AsyncIterator[Tendril]:
     hub = build_hub(settings)
     app = build_app(settings, hub=hub)
     async with app.router.lifespan_context(app):
@@ -175,6 +178,82 @@ async def tendril(settings: Settings) -> AsyncIterator[Tendril]:
             yield instance
         finally:
             await instance.aclose()
+
+
+@pytest.fixture
+async def tendril(settings: Settings) -> AsyncIterator[Tendril]:
+    async with running_tendril(settings) as instance:
+        yield instance
+
+
+# -- OAuth ----------------------------------------------------------------------------------------
+CALLBACK_URL = "http://127.0.0.1:8080/api/v1/connections/oauth/callback"
+
+
+@pytest.fixture(scope="session")
+def _oauth_server() -> Iterator[tuple[Swappable, str]]:
+    holder = Swappable()
+    with run_asgi_on_loopback(holder) as url:
+        yield holder, url
+
+
+@pytest.fixture(scope="session")
+def _slack_oauth_server() -> Iterator[tuple[Swappable, str]]:
+    holder = Swappable()
+    with run_asgi_on_loopback(holder) as url:
+        yield holder, url
+
+
+@dataclass
+class OAuthFakes:
+    github: FakeOAuthProvider  # a standard RFC 6749 server with PKCE, playing GitHub
+    github_url: str
+    slack: FakeOAuthProvider  # Slack-shaped oauth.v2.access
+    slack_url: str
+
+
+@pytest.fixture
+def oauth_fakes(
+    _oauth_server: tuple[Swappable, str], _slack_oauth_server: tuple[Swappable, str], fakes: Fakes
+) -> OAuthFakes:
+    github = FakeOAuthProvider()
+    github.register_client("github-client", "github-secret-canary-7f3", [CALLBACK_URL], "client_secret_post")
+    slack = FakeOAuthProvider(token_response_style="slack", require_pkce=False)
+    slack.register_client("slack-client", "slack-secret-canary-9d1", [CALLBACK_URL], "client_secret_basic")
+    fakes.slack.token_authority = lambda token: token in slack.valid_access_tokens()
+    _oauth_server[0].target = github.app
+    _slack_oauth_server[0].target = slack.app
+    return OAuthFakes(github, _oauth_server[1], slack, _slack_oauth_server[1])
+
+
+def oauth_connector(url: str, client_id: str, secret: str, api_base: str | None = None) -> ConnectorSettings:
+    return ConnectorSettings(
+        api_base=api_base,
+        client_id=client_id,
+        client_secret=SecretStr(secret),
+        authorize_url=f"{url}/oauth/authorize",
+        token_url=f"{url}/oauth/token",
+        revoke_url=f"{url}/oauth/revoke",
+    )
+
+
+@pytest.fixture
+def oauth_settings(settings: Settings, oauth_fakes: OAuthFakes, fakes: Fakes) -> Settings:
+    """Slack and GitHub with OAuth clients pointing at the fake authorization servers."""
+    connectors = {
+        **settings.connectors,
+        "slack": oauth_connector(
+            oauth_fakes.slack_url, "slack-client", "slack-secret-canary-9d1", fakes.slack_url
+        ),
+        "github": oauth_connector(oauth_fakes.github_url, "github-client", "github-secret-canary-7f3"),
+    }
+    return settings.model_copy(update={"connectors": connectors})
+
+
+@pytest.fixture
+async def oauth_tendril(oauth_settings: Settings) -> AsyncIterator[Tendril]:
+    async with running_tendril(oauth_settings) as instance:
+        yield instance
 
 
 @dataclass

@@ -24,6 +24,9 @@ def connection(hub: Hub, record: ConnectionRecord) -> dict[str, Any]:
         "config": dict(record.config),
         "account": dict(record.account),
         "hasCredentials": record.sealed_credentials is not None,
+        "authMethod": record.auth_method,
+        "scopes": list(record.scopes) if record.scopes is not None else None,
+        "tokenExpiresAt": _time(record.token_expires_at),
         "lastError": record.last_error,
         "connectUrl": hub.connect_page_url(record) if record.status != "active" else None,
         "createdAt": _time(record.created_at),
@@ -49,20 +52,23 @@ def connector(hub: Hub, item: Connector) -> dict[str, Any]:
     spec = item.spec
     configured = hub.is_configured(item)
     availability = spec.availability if configured else "not_configured"
+    auth_type = hub.auth_mode(item)
     body: dict[str, Any] = {
         "slug": spec.slug,
         "name": spec.name,
         "description": spec.description,
-        "authType": spec.auth_type,
+        "authType": auth_type,
         "configured": configured,
         "availability": availability,
         "tools": [tool(action) for action in item.actions.values()],
     }
     if availability != "available":
-        body["availabilityReason"] = spec.availability_reason or (
-            "the OAuth client is not configured" if not configured else f"connector is {spec.availability}"
+        body["availabilityReason"] = (
+            f"set TENDRIL_{spec.slug.upper()}_CLIENT_ID and _CLIENT_SECRET"
+            if not configured
+            else spec.availability_reason or f"connector is {spec.availability}"
         )
-    if spec.auth_type == "api_key":
+    if auth_type == "api_key":
         body["credentialFields"] = [field.model_dump(exclude_none=True) for field in spec.credential_fields]
     return body
 

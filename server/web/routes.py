@@ -8,10 +8,10 @@ from starlette.routing import BaseRoute, Route
 
 from connectors.errors import ConnectorError
 from server.errors import ApiError, api_error_from_connector
-from server.hub import OwnerPrincipal, parse_uuid
+from server.hub import Hub, OwnerPrincipal, parse_uuid
 from server.web import render
 from server.web._http import endpoint, hub_of, json_object, optional_str
-from storage.repositories import AgentRecord
+from storage.repositories import AgentRecord, ConnectionRecord
 
 
 # -- catalog --------------------------------------------------------------------------------
@@ -32,11 +32,11 @@ async def create_connection(request: Request, principal: OwnerPrincipal) -> Resp
     body = await json_object(request)
     connector = hub.connector(body.get("connectorSlug"))
     record, created = await hub.start_connection(principal.owner_id, connector, optional_str(body, "label"))
-    is_api_key = connector.spec.auth_type == "api_key"
+    is_oauth = record.auth_method == "oauth"
     payload = {
         "connection": render.connection(hub, record),
-        "oauthUrl": None,
-        "credentialSubmitUrl": hub.credential_submit_url(record) if is_api_key else None,
+        "oauthUrl": hub.oauth.start_url(record) if is_oauth and record.status != "active" else None,
+        "credentialSubmitUrl": None if is_oauth else hub.credential_submit_url(record),
     }
     active = record.status == "active"
     return JSONResponse(payload, status_code=200 if active or not created else 201)
@@ -60,6 +60,40 @@ async def get_connection(request: Request, principal: OwnerPrincipal) -> Respons
 async def delete_connection(request: Request, principal: OwnerPrincipal) -> Response:
     await hub_of(request).revoke_connection(principal.owner_id, request.path_params["id"])
     return JSONResponse({"deleted": True})
+
+
+def _oauth_status(hub: Hub, record: ConnectionRecord) -> dict[str, object]:
+    active = record.status == "active"
+    return {
+        "connectionId": str(record.id),
+        "status": record.status,
+        "authMethod": record.auth_method,
+        "oauthUrl": hub.oauth.start_url(record) if record.auth_method == "oauth" and not active else None,
+        "scopes": list(record.scopes) if record.scopes is not None else None,
+        "lastError": record.last_error,
+    }
+
+
+@endpoint("read")
+async def oauth_status(request: Request, principal: OwnerPrincipal) -> Response:
+    hub = hub_of(request)
+    record = await hub.get_connection(principal.owner_id, request.path_params["id"])
+    return JSONResponse(_oauth_status(hub, record))
+
+
+@endpoint("write")
+async def oauth_restart(request: Request, principal: OwnerPrincipal) -> Response:
+    """A fresh handshake: earlier states stop working, the connection waits for the new one."""
+    hub = hub_of(request)
+    record = await hub.get_connection(principal.owner_id, request.path_params["id"])
+    if record.auth_method != "oauth":
+        raise ApiError(400, "this connection does not use OAuth; submit its credentials instead")
+    if hub.oauth.provider(hub.catalog[record.connector_slug]) is None:
+        raise ApiError(400, f"connector {record.connector_slug} has no OAuth client configured")
+    await hub.flows.expire_states(record.id)
+    body = _oauth_status(hub, record)
+    body["oauthUrl"] = hub.oauth.start_url(record)
+    return JSONResponse(body)
 
 
 @endpoint("write")
@@ -215,6 +249,8 @@ def api_routes() -> list[BaseRoute]:
         Route("/api/v1/connections/{id}", get_connection, methods=["GET"]),
         Route("/api/v1/connections/{id}", delete_connection, methods=["DELETE"]),
         Route("/api/v1/connections/{id}/credentials", submit_credentials, methods=["POST"]),
+        Route("/api/v1/connections/{id}/oauth", oauth_status, methods=["GET"]),
+        Route("/api/v1/connections/{id}/oauth", oauth_restart, methods=["POST"]),
         Route("/api/v1/connections/{id}/actions/{action}", run_connection_action, methods=["POST"]),
         Route("/api/v1/connect/{connector}", connect_once, methods=["POST"]),
         Route("/api/v1/agents", create_agent, methods=["POST"]),

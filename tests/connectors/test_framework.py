@@ -65,7 +65,7 @@ CREDENTIALS = {"bot_token": TELEGRAM_TOKEN}
 
 def test_every_catalog_action_is_a_valid_described_tool() -> None:
     catalog = load_catalog()
-    assert list(catalog) == ["slack", "telegram"]
+    assert list(catalog) == ["discord", "github", "gmail", "linear", "notion", "slack", "telegram"]
     for connector in catalog.values():
         for action in connector.actions.values():
             assert TOOL_NAME.match(action.tool_name)

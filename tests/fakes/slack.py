@@ -60,6 +60,8 @@ class FakeSlack:
     """Slack workspace state plus a Starlette app serving `/api/<method>`."""
 
     def __init__(self) -> None:
+        # Set to a fake OAuth server's check so the tokens it issues work here too.
+        self.token_authority: Callable[[str], bool] | None = None
         self.tokens: dict[str, SlackToken] = {}
         self.revoked: set[str] = set()
         self.channels: dict[str, JSON] = {}
@@ -190,6 +192,8 @@ class FakeSlack:
         if token in self.revoked:
             raise SlackError("token_revoked")
         info = self.tokens.get(token)
+        if info is None and self.token_authority is not None and self.token_authority(token):
+            info = SlackToken()  # issued by the (fake) OAuth server, as real Slack tokens are
         if info is None:
             raise SlackError("invalid_auth")
         return token, info

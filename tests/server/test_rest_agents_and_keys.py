@@ -306,7 +306,7 @@ async def test_allowed_connectors_default_to_none_and_duplicates_collapse(tendri
 @pytest.mark.parametrize(
     ("payload", "fragment"),
     [
-        ({"name": "a", "allowedConnectors": ["github"]}, "unknown connector slug(s): github"),
+        ({"name": "a", "allowedConnectors": ["fax"]}, "unknown connector slug(s): fax"),
         (
             {"name": "a", "allowedConnectors": ["slack", "nope", "zilch"]},
             "unknown connector slug(s): nope, zilch",
@@ -379,7 +379,7 @@ async def test_patching_an_agent_changes_only_the_given_fields(tendril: Tendril)
 @pytest.mark.parametrize(
     ("payload", "status", "code", "fragment"),
     [
-        ({"allowedConnectors": ["github"]}, 400, "BAD_REQUEST", "unknown connector slug(s): github"),
+        ({"allowedConnectors": ["fax"]}, 400, "BAD_REQUEST", "unknown connector slug(s): fax"),
         ({"allowedConnectors": "slack"}, 400, "BAD_REQUEST", "allowedConnectors must be a list"),
         ({"name": ""}, 400, "BAD_REQUEST", "agent name must be"),
         ({"name": ["x"]}, 400, "BAD_REQUEST", "agent name must be"),

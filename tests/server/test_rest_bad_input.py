@@ -539,7 +539,7 @@ async def test_a_malformed_id_is_reported_before_the_body_is_judged(tendril: Ten
 
 # -- unknown slugs ---------------------------------------------------------------------------------
 UNKNOWN_SLUGS = [
-    "github",
+    "fax",
     "Slack",
     "slack ",
     " slack",

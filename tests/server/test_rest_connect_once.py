@@ -159,8 +159,8 @@ async def test_a_token_of_the_wrong_shape_is_refused_before_calling_the_provider
 
 async def test_an_unknown_connector_is_not_found(tendril: Tendril) -> None:
     owner = await tendril.new_owner()
-    response = await connect_once(tendril, owner, "gmail", {"action": "list_labels", "token": "ya29.x"})
-    assert_error(response, 404, "NOT_FOUND", "unknown connector: gmail")
+    response = await connect_once(tendril, owner, "fax", {"action": "list_labels", "token": "ya29.x"})
+    assert_error(response, 404, "NOT_FOUND", "unknown connector: fax")
 
 
 async def test_a_token_the_provider_rejects_is_a_connector_error(tendril: Tendril, fakes: Fakes) -> None:

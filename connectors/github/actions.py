@@ -1,0 +1,5 @@
+"""Github: OAuth connection declared; its actions arrive with the connector catalog."""
+
+from connectors import Connector
+
+connector = Connector.load(__file__)

@@ -1,0 +1,136 @@
+"""Short-lived browser-flow records: OAuth `state`s and signed-in sessions."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from storage import schema
+from storage.repositories import Clock, utcnow
+
+StateProblem = Literal["unknown", "expired", "used"]
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthState:
+    id: UUID
+    owner_id: UUID
+    connection_id: UUID
+    sealed_verifier: str | None
+    redirect_uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebSession:
+    id: UUID
+    owner_id: UUID
+    csrf_token: str
+    expires_at: datetime
+
+
+class FlowStore:
+    def __init__(self, engine: AsyncEngine, clock: Clock = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    # -- OAuth states -----------------------------------------------------------------------
+    async def create_state(
+        self,
+        *,
+        state_hash: str,
+        owner_id: UUID,
+        connection_id: UUID,
+        sealed_verifier: str | None,
+        redirect_uri: str,
+        ttl: timedelta,
+    ) -> None:
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            # A new handshake supersedes any earlier one for the same connection.
+            await self._expire_states(conn, connection_id, now)
+            await conn.execute(
+                schema.oauth_states.insert().values(
+                    id=uuid.uuid4(),
+                    state_hash=state_hash,
+                    owner_id=owner_id,
+                    connection_id=connection_id,
+                    sealed_verifier=sealed_verifier,
+                    redirect_uri=redirect_uri,
+                    created_at=now,
+                    expires_at=now + ttl,
+                )
+            )
+
+    async def consume_state(self, state_hash: str) -> OAuthState | StateProblem:
+        """Mark a state used, once: a replay, an expired or an unknown state gets only its problem."""
+        table = schema.oauth_states
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(sa.select(table).where(table.c.state_hash == state_hash))).first()
+            if row is None:
+                return "unknown"
+            claimed = await conn.execute(
+                table.update().where(table.c.id == row.id, table.c.used_at.is_(None)).values(used_at=now)
+            )
+            if claimed.rowcount != 1:
+                return "used"
+            if row.expires_at <= now:
+                return "expired"
+        return OAuthState(row.id, row.owner_id, row.connection_id, row.sealed_verifier, row.redirect_uri)
+
+    async def expire_states(self, connection_id: UUID) -> None:
+        async with self.engine.begin() as conn:
+            await self._expire_states(conn, connection_id, self.clock())
+
+    @staticmethod
+    async def _expire_states(conn: AsyncConnection, connection_id: UUID, now: datetime) -> None:
+        table = schema.oauth_states
+        await conn.execute(
+            table.update()
+            .where(table.c.connection_id == connection_id, table.c.used_at.is_(None))
+            .values(used_at=now)
+        )
+
+    # -- browser sessions -----------------------------------------------------------------------
+    async def create_session(
+        self, owner_id: UUID, *, token_hash: str, csrf_token: str, ttl: timedelta
+    ) -> None:
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                schema.web_sessions.insert().values(
+                    id=uuid.uuid4(),
+                    owner_id=owner_id,
+                    token_hash=token_hash,
+                    csrf_token=csrf_token,
+                    created_at=now,
+                    expires_at=now + ttl,
+                )
+            )
+
+    async def session_by_token_hash(self, token_hash: str) -> WebSession | None:
+        table = schema.web_sessions
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(table).where(
+                        table.c.token_hash == token_hash,
+                        table.c.revoked_at.is_(None),
+                        table.c.expires_at > self.clock(),
+                    )
+                )
+            ).first()
+        return WebSession(row.id, row.owner_id, row.csrf_token, row.expires_at) if row else None
+
+    async def revoke_session(self, token_hash: str) -> None:
+        table = schema.web_sessions
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                table.update().where(table.c.token_hash == token_hash).values(revoked_at=self.clock())
+            )

@@ -1,0 +1,68 @@
+"""An HTTP client acting as the person's browser: a cookie jar, redirects followed across hosts."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import httpx
+
+TENDRIL_ORIGIN = "http://127.0.0.1:8080"
+
+
+class BrowserLike:
+    """Talks to an in-process Tendril (ASGI transport) and to providers on loopback sockets."""
+
+    def __init__(self, tendril_transport: httpx.AsyncBaseTransport) -> None:
+        self.tendril = httpx.AsyncClient(base_url=TENDRIL_ORIGIN, transport=tendril_transport)
+        self.outside = httpx.AsyncClient()
+        self.visited: list[str] = []
+
+    async def __aenter__(self) -> BrowserLike:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.tendril.aclose()
+        await self.outside.aclose()
+
+    async def sign_in(self, api_key: str) -> httpx.Response:
+        response = await self.tendril.post("/signin", data={"api_key": api_key})
+        assert response.status_code == 303, response.text
+        return response
+
+    async def get(self, url: str) -> httpx.Response:
+        self.visited.append(url)
+        if url.startswith(("/", TENDRIL_ORIGIN)):
+            parts = urlsplit(url)
+            return await self.tendril.get(parts.path + (f"?{parts.query}" if parts.query else ""))
+        return await self.outside.get(url)
+
+    async def follow(self, url: str, *, hops: int = 10) -> httpx.Response:
+        """GET and follow redirects wherever they lead, as a browser tab does."""
+        response = await self.get(url)
+        for _ in range(hops):
+            if response.status_code not in (301, 302, 303, 307, 308):
+                return response
+            url = response.headers["location"]
+            response = await self.get(url)
+        raise AssertionError(f"too many redirects: {self.visited}")
+
+    async def stop_at_provider(self, url: str) -> str:
+        """Follow Tendril's redirects up to the provider's authorize URL, and return it unvisited."""
+        response = await self.get(url)
+        while response.status_code in (302, 303) and response.headers["location"].startswith("/"):
+            response = await self.get(response.headers["location"])
+        assert response.status_code == 302, response.text
+        return response.headers["location"]
+
+    async def provider_redirect(self, authorize_url: str) -> str:
+        """Let the provider answer the authorize request; returns where it sends the browser back."""
+        response = await self.outside.get(authorize_url)
+        assert response.status_code == 302, response.text
+        return response.headers["location"]
+
+
+def csrf_of(page: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
