@@ -1,0 +1,206 @@
+"""Real headless Chromium through the whole OAuth connect flow, from the dashboard and back.
+
+Sign in with an API key, open the dashboard, click Connect (a new tab), continue to the
+provider's consent page, click Allow, land on the callback page, and watch the dashboard tab
+(never reloaded) show the connection active. The provider is the interactive fake GitHub.
+
+Every URL Tendril hands out (the OAuth redirect URI, the start link) is built from
+`public_url`, so Tendril is served by uvicorn on exactly that origin: the loopback socket is
+bound first, its port goes into the settings, and uvicorn then serves on that same socket
+(nothing can take the port in between). Screenshots land in the test artifacts directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import uvicorn
+from starlette.types import ASGIApp
+
+from server.app import build_app
+from server.oauth_connections import CALLBACK_PATH
+from server.settings import Settings
+from tests.conftest import OAuthFakes, Owner, _bootstrap_owner, oauth_connector
+from tests.support.browser import chromium_page_factory, save_screenshot
+
+pytestmark = pytest.mark.anyio
+
+logger = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT = 5.0
+UPDATE_TIMEOUT_MS = 5_000  # the dashboard must show "active" within this, without a reload
+SHOT = "browser-dashboard-oauth-"  # screenshot name prefix
+
+
+@contextmanager
+def serve_on_socket(app: ASGIApp, sock: socket.socket) -> Iterator[None]:
+    """Serve `app` (lifespan on) with uvicorn in a daemon thread on an already bound socket."""
+    port: int = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+
+    def serve() -> None:
+        try:
+            server.run(sockets=[sock])
+        except SystemExit as exc:  # uvicorn's "startup failed"; it has logged the cause
+            logger.error("Tendril on port %d exited with %s", port, exc.code)
+
+    thread = threading.Thread(target=serve, name=f"browser-tendril-{port}", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("Tendril exited during startup")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Tendril not started after {STARTUP_TIMEOUT}s")
+            time.sleep(0.005)
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=STARTUP_TIMEOUT)
+        if thread.is_alive():
+            logger.warning("Tendril on port %d did not stop in time", port)
+            if sys.exc_info()[1] is None:  # don't mask the test's own failure
+                raise RuntimeError(f"Tendril on port {port} did not stop")
+
+
+@dataclass(frozen=True)
+class BrowserTendril:
+    url: str
+    settings: Settings
+    owner: Owner
+
+
+@pytest.fixture
+def browser_tendril(settings: Settings, oauth_fakes: OAuthFakes) -> Iterator[BrowserTendril]:
+    """Tendril served at exactly its `public_url`, with GitHub OAuth against the interactive fake."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        github = oauth_connector(oauth_fakes.github_url, "github-client", "github-secret-canary-7f3")
+        live = settings.model_copy(
+            update={"public_url": url, "connectors": {**settings.connectors, "github": github}}
+        )
+        oauth_fakes.github.register_client(
+            "github-client", "github-secret-canary-7f3", [f"{url}{CALLBACK_PATH}"], "client_secret_post"
+        )
+        oauth_fakes.github.interactive = True  # GET /oauth/authorize renders Allow/Deny
+        owner = _bootstrap_owner(live, "browser-owner")  # before the server: migrations run here
+        with serve_on_socket(build_app(live), sock):
+            yield BrowserTendril(url, live, owner)
+    finally:
+        sock.close()
+
+
+# Installed in the dashboard tab before Connect is clicked: a reload would drop both.
+_WATCH = """() => {
+  window.__marker = 1;
+  window.__heard = [];
+  new BroadcastChannel("tendril-connections").onmessage = (event) => window.__heard.push(event.data);
+}"""
+
+
+async def test_dashboard_tab_shows_the_oauth_connection_active_without_a_reload(
+    browser_tendril: BrowserTendril, oauth_fakes: OAuthFakes
+) -> None:
+    live, key = browser_tendril, browser_tendril.owner.api_key
+    async with httpx.AsyncClient(
+        base_url=live.url, headers={"Authorization": f"Bearer {key}"}, timeout=10
+    ) as api:
+        created = await api.post("/api/v1/connections", json={"connectorSlug": "github"})
+        assert created.status_code == 201, created.text
+        connection = created.json()["connection"]
+        connection_id = connection["id"]
+        assert (connection["status"], connection["authMethod"]) == ("pending", "oauth")
+
+        async with chromium_page_factory() as factory:
+            from playwright.async_api import expect  # after the factory, which skips if it is missing
+
+            context = await factory.new_context(viewport={"width": 1000, "height": 700})
+            dashboard = await context.new_page()
+
+            # Sign in with the API key; the form brings us to the dashboard.
+            await dashboard.goto(f"{live.url}/signin?next=/dashboard")
+            await expect(dashboard.locator("h1")).to_have_text("Sign in")
+            await dashboard.fill("#api_key", key)
+            await save_screenshot(dashboard, f"{SHOT}signin")
+            async with dashboard.expect_navigation():
+                await dashboard.click("button[type=submit]")
+            assert dashboard.url == f"{live.url}/dashboard"
+            await expect(dashboard.locator("h1")).to_have_text("Connections")
+
+            status = dashboard.locator(f'[data-status="{connection_id}"]')
+            connect = dashboard.locator(f'[data-connect="{connection_id}"]')
+            await expect(status).to_have_text("pending")
+            await expect(connect).to_have_text("Connect")
+            main_frame_navigations: list[str] = []
+            dashboard.on(
+                "framenavigated",
+                lambda frame: (
+                    main_frame_navigations.append(frame.url) if frame == dashboard.main_frame else None
+                ),
+            )
+            await dashboard.evaluate(_WATCH)
+            await save_screenshot(dashboard, f"{SHOT}dashboard-before")
+
+            # Connect opens a new tab on the connect page.
+            async with context.expect_page() as new_tab:
+                await connect.click()
+            tab = await new_tab.value
+            await tab.wait_for_load_state("load")
+            assert tab.url == f"{live.url}/connect/{connection_id}"
+            assert await tab.evaluate("window.opener !== null")  # rel="opener"
+
+            # Continue goes through Tendril's start URL to the provider's consent page.
+            await expect(tab.locator("#continue")).to_have_text("Continue to GitHub")
+            await tab.click("#continue")
+            await tab.wait_for_url(lambda u: u.startswith(f"{oauth_fakes.github_url}/oauth/authorize?"))
+            await expect(tab.locator("#allow")).to_have_text("Allow")
+            await save_screenshot(tab, f"{SHOT}consent")
+            [authorize] = oauth_fakes.github.authorize_requests
+            assert authorize["redirect_uri"] == f"{live.url}{CALLBACK_PATH}"
+            assert authorize["code_challenge_method"] == "S256"
+
+            # Allow sends the tab back to Tendril's callback, which exchanges the code.
+            await tab.click("#allow")
+            await tab.wait_for_url(lambda u: u.startswith(f"{live.url}{CALLBACK_PATH}?"))
+            await expect(tab.locator("h1")).to_have_text("GitHub is connected")
+            await save_screenshot(tab, f"{SHOT}callback")
+
+            # The dashboard tab, untouched, catches up on its own.
+            await expect(status).to_have_text("active", timeout=UPDATE_TIMEOUT_MS)
+            await expect(status).to_have_class("status-active")
+            await expect(connect).to_have_count(0)
+            assert await dashboard.evaluate("window.__marker") == 1, "the dashboard was reloaded"
+            assert main_frame_navigations == [], main_frame_navigations
+            heard = await dashboard.evaluate("window.__heard")
+            assert {"connectionId": connection_id, "status": "active"} in heard, heard
+            await save_screenshot(dashboard, f"{SHOT}dashboard-after")
+            assert len(context.pages) == 2
+
+        fetched = await api.get(f"/api/v1/connections/{connection_id}")
+        assert fetched.status_code == 200, fetched.text
+        body = fetched.json()
+        assert (body["status"], body["authMethod"], body["hasCredentials"]) == ("active", "oauth", True)
+        [exchange] = oauth_fakes.github.token_requests
+        assert (exchange["grant_type"], exchange["result"]) == ("authorization_code", "ok")
