@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 ElicitationNotifier = Callable[[], Awaitable[None]]
 _POLL_SECONDS = 0.5
+# A connection the user never completes must not pin sessions forever: the newest few are kept.
+_MAX_ELICITATIONS_PER_CONNECTION = 16
 
 
 @dataclass
@@ -37,6 +39,12 @@ class ConnectionWaiters:
         pending = self._elicitations[connection_id]
         if all(e.elicitation_id != elicitation_id for e in pending):
             pending.append(_Elicitation(elicitation_id, notify))
+            del pending[:-_MAX_ELICITATIONS_PER_CONNECTION]
+
+    def forget(self, connection_id: UUID) -> None:
+        """Drop what is waiting on a connection (its watch ended without a completion)."""
+        self._elicitations.pop(connection_id, None)
+        self._events.pop(connection_id, None)
 
     async def connected(self, connection_id: UUID) -> None:
         """Called wherever a connection becomes active (OAuth callback, credential submission)."""

@@ -12,7 +12,7 @@ import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -284,13 +284,26 @@ def _bootstrap_owner(settings: Settings, name: str) -> Owner:
     return asyncio.run(work())
 
 
-@pytest.fixture
-def live_tendril(settings: Settings) -> Iterator[LiveTendril]:
+@contextmanager
+def serving(settings: Settings) -> Iterator[LiveTendril]:
     admin = _bootstrap_owner(settings, "admin")
     app = build_app(settings)
     with run_asgi_on_loopback(app, lifespan="on") as url:
         live_settings = settings.model_copy(update={"public_url": url})
         yield LiveTendril(url, live_settings, admin)
+
+
+@pytest.fixture
+def live_tendril(settings: Settings) -> Iterator[LiveTendril]:
+    with serving(settings) as live:
+        yield live
+
+
+@pytest.fixture
+def oauth_live_tendril(oauth_settings: Settings) -> Iterator[LiveTendril]:
+    """Served on a socket, with OAuth clients for Slack and GitHub (links still say :8080)."""
+    with serving(oauth_settings) as live:
+        yield live
 
 
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -32,7 +32,7 @@ def test_tools_list_shows_exactly_the_slack_tools_with_portable_schemas(
 ) -> None:
     envelope = inspect(run_node, node_clis, live_process, "--method", "tools/list", "--strict")
     names = sorted(tool["name"] for tool in envelope["result"]["tools"])
-    assert names == ["slack_list_channels", "slack_post_message"]
+    assert names == ["slack_list_channels", "slack_post_message", "tendril_wait_for_connection"]
     # --strict puts every finding, warnings included, into the envelope; errors would exit 6.
     assert "schemaFindings" not in envelope, envelope["schemaFindings"]
 

@@ -13,8 +13,11 @@ TENDRIL_ORIGIN = "http://127.0.0.1:8080"
 class BrowserLike:
     """Talks to an in-process Tendril (ASGI transport) and to providers on loopback sockets."""
 
-    def __init__(self, tendril_transport: httpx.AsyncBaseTransport) -> None:
-        self.tendril = httpx.AsyncClient(base_url=TENDRIL_ORIGIN, transport=tendril_transport)
+    def __init__(
+        self, tendril_transport: httpx.AsyncBaseTransport | None, base_url: str = TENDRIL_ORIGIN
+    ) -> None:
+        # Links Tendril hands out name TENDRIL_ORIGIN; they are sent to `base_url` (a live server's socket).
+        self.tendril = httpx.AsyncClient(base_url=base_url, transport=tendril_transport)
         self.outside = httpx.AsyncClient()
         self.visited: list[str] = []
 
