@@ -18,6 +18,7 @@ import anyio
 
 from auth.credentials import CredentialVault
 from auth.oauth import OAuthClient, OAuthFailure
+from auth.redaction import secrets_to_redact
 from storage.repositories import ConnectionRecord, Store
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class TokenKeeper:
         """The connection's credentials, refreshed first when the access token is about to expire."""
         assert connection.sealed_credentials is not None
         credentials = self._vault.open(connection.id, connection.sealed_credentials)
+        register_token_secrets(credentials)
         if oauth is None or not self.needs_refresh(credentials):
             return credentials
         lock = self._locks.get(connection.id)
@@ -86,6 +88,7 @@ class TokenKeeper:
                     )
                     raise ReauthorizationNeeded(str(failure)) from None
                 raise
+            register_token_secrets(tokens.fields)
             refreshed = {**current, **tokens.fields}
             for source, key in _credential_keys(current).items():
                 if source in tokens.fields:
@@ -106,6 +109,13 @@ class TokenKeeper:
         if record is None or record.sealed_credentials is None:
             raise ReauthorizationNeeded("the connection no longer holds a credential")
         return self._vault.open(connection_id, record.sealed_credentials)
+
+
+def register_token_secrets(fields: dict[str, str]) -> None:
+    """Tokens are secrets whatever their key: keep them out of every log line."""
+    for key in ("access_token", "refresh_token", "code_verifier"):
+        if fields.get(key):
+            secrets_to_redact.register(fields[key])
 
 
 def _credential_keys(credentials: dict[str, str]) -> dict[str, str]:

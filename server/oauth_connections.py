@@ -16,6 +16,8 @@ from uuid import UUID
 
 from auth.credentials import CredentialVault
 from auth.oauth import OAuthClient, OAuthFailure, OAuthProvider, new_code_verifier, new_state
+from auth.redaction import secrets_to_redact
+from auth.tokens import register_token_secrets
 from connectors import Catalog, Connector
 from server.settings import Settings
 from server.waiters import ConnectionWaiters
@@ -86,6 +88,7 @@ class OAuthConnections:
         overrides = self._settings.connector(connector.slug)
         if spec is None or not overrides.client_id or overrides.client_secret is None:
             return None
+        secrets_to_redact.register(overrides.client_secret.get_secret_value())
         return OAuthProvider(
             name=connector.spec.name,
             client_id=overrides.client_id,
@@ -159,6 +162,7 @@ class OAuthConnections:
         except OAuthFailure as failure:
             logger.warning("OAuth code exchange for connection %s failed: %s", connection.id, failure.error)
             raise OAuthProblem("exchange_failed", failure.error) from None
+        register_token_secrets(tokens.fields)
         fields = dict(tokens.fields)
         keys = dict(connector.spec.oauth.credential_keys) if connector.spec.oauth else {}
         for source, key in keys.items():

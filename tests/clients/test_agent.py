@@ -6,7 +6,7 @@ import pytest
 
 from clients.agent import AuthorizationRequest, TendrilAgent
 from tests.conftest import TELEGRAM_TOKEN, Fakes, LiveTendril
-from tests.support.browser_http import BrowserLike
+from tests.support.browser_http import BrowserLike, csrf_of
 
 pytestmark = pytest.mark.anyio
 
@@ -26,9 +26,16 @@ async def test_a_telegram_call_waits_for_the_credential_form_and_succeeds(
         shown: list[AuthorizationRequest] = []
 
         async def person_connects(request: AuthorizationRequest) -> None:
+            """The person opens the link, signs in, and types the bot token into Tendril's form."""
             shown.append(request)
-            assert request.connection_id is not None
-            await owner.submit_credentials(request.connection_id, {"bot_token": TELEGRAM_TOKEN})
+            async with BrowserLike(None, base_url=live_tendril.url) as browser:
+                await browser.sign_in(live_tendril.admin.api_key)
+                form = await browser.get(request.url)
+                done = await browser.tendril.post(
+                    f"/connect/{request.connection_id}",
+                    data={"bot_token": TELEGRAM_TOKEN, "csrf": csrf_of(form.text)},
+                )
+                assert "Telegram is connected" in done.text
 
         async with TendrilAgent(
             f"{live_tendril.url}/mcp", agent_key, on_authorization=person_connects, **PATHS[path]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 import uuid
 from datetime import timedelta
@@ -12,6 +14,7 @@ import sqlalchemy as sa
 
 from clients import TendrilApiError
 from server.app import build_hub
+from server.logs import install_redaction
 from server.settings import Settings
 from storage import schema
 from tests.conftest import Fakes, OAuthFakes, Owner, Tendril
@@ -299,3 +302,36 @@ async def stored_row(tendril: Tendril, connection_id: str) -> dict[str, object]:
             .one()
         )
     return dict(row)
+
+
+async def test_no_token_or_client_secret_reaches_a_page_a_response_or_the_log(
+    oauth_tendril: Tendril, oauth_fakes: OAuthFakes, fakes: Fakes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    install_redaction(caplog.handler)
+    oauth_fakes.slack.slack_token_rotation = True
+    owner = await oauth_tendril.new_owner()
+    client = oauth_tendril.client(owner.api_key)
+    seen: list[str] = []
+    async with BrowserLike(oauth_tendril.transport()) as browser:
+        await browser.sign_in(owner.api_key)
+        for slug in ("slack", "github"):
+            started = await client.create_connection(slug)
+            seen.append(started.model_dump_json())
+            page = await browser.follow(started.oauth_url or "")
+            seen.append(page.text)
+            seen.append((await browser.get("/dashboard")).text)
+            seen.append((await browser.get(f"/connect/{started.connection.id}")).text)
+        slack_id = next(c.id for c in await client.connections() if c.connector_slug == "slack")
+        await expire_the_access_token(oauth_tendril, slack_id)
+        seen.append(json.dumps(await client.run_action(slack_id, "list_channels", {})))
+        seen.append(json.dumps(await client.request("GET", f"/api/v1/connections/{slack_id}/oauth")))
+        seen.append(json.dumps(await client.request("GET", "/api/v1/connections")))
+    assert oauth_fakes.slack.refresh_count == 1
+    secrets = [t.value for fake in (oauth_fakes.slack, oauth_fakes.github) for t in fake.issued]
+    secrets += ["slack-secret-canary-9d1", "github-secret-canary-7f3"]
+    assert len(secrets) >= 5
+    for secret in secrets:
+        for text in seen:
+            assert secret not in text
+        assert secret not in caplog.text
