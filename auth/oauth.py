@@ -121,33 +121,29 @@ class OAuthClient:
         return f"{url}&{urlencode(extra)}" if extra else url
 
     async def exchange(self, *, code: str, code_verifier: str | None) -> TokenSet:
-        async with self._client() as client:
-            try:
-                token = await client.fetch_token(
-                    self.provider.token_url,
-                    code=code,
-                    code_verifier=code_verifier if self.provider.pkce else None,
-                    redirect_uri=self.redirect_uri,
-                )
-            except OAuthError as exc:
-                raise OAuthFailure(exc.error or "oauth_error", exc.description) from None
-            except Exception as exc:
-                raise OAuthFailure(
-                    "provider_unreachable", f"{type(exc).__name__} talking to {self.provider.name}"
-                ) from exc
-        return self._token_set(dict(token), previous_refresh=None)
+        token = await self._token_request(
+            "fetch_token",
+            code=code,
+            code_verifier=code_verifier if self.provider.pkce else None,
+            redirect_uri=self.redirect_uri,
+        )
+        return self._token_set(token, previous_refresh=None)
 
     async def refresh(self, refresh_token: str) -> TokenSet:
+        token = await self._token_request("refresh_token", refresh_token=refresh_token)
+        return self._token_set(token, previous_refresh=refresh_token)
+
+    async def _token_request(self, method: str, **params: Any) -> dict[str, Any]:
+        """One call to the token endpoint; every failure becomes an OAuthFailure."""
         async with self._client() as client:
             try:
-                token = await client.refresh_token(self.provider.token_url, refresh_token=refresh_token)
+                token = await getattr(client, method)(self.provider.token_url, **params)
             except OAuthError as exc:
                 raise OAuthFailure(exc.error or "oauth_error", exc.description) from None
             except Exception as exc:
-                raise OAuthFailure(
-                    "provider_unreachable", f"{type(exc).__name__} talking to {self.provider.name}"
-                ) from exc
-        return self._token_set(dict(token), previous_refresh=refresh_token)
+                reason = f"{type(exc).__name__} talking to {self.provider.name}"
+                raise OAuthFailure("provider_unreachable", reason) from exc
+        return dict(token)
 
     async def revoke(self, token: str, *, hint: str = "access_token") -> bool:
         """RFC 7009 revocation where the provider has an endpoint; False when it has none."""

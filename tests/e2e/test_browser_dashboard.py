@@ -14,22 +14,17 @@ from __future__ import annotations
 
 import logging
 import socket
-import sys
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
-from starlette.types import ASGIApp
 
 from server.app import build_app
 from server.oauth_connections import CALLBACK_PATH
 from server.settings import Settings
 from tests.conftest import OAuthFakes, Owner, _bootstrap_owner, oauth_connector
+from tests.fakes.loopback import run_asgi_on_loopback
 from tests.support.browser import chromium_page_factory, save_screenshot
 
 pytestmark = pytest.mark.anyio
@@ -39,47 +34,6 @@ logger = logging.getLogger(__name__)
 STARTUP_TIMEOUT = 5.0
 UPDATE_TIMEOUT_MS = 5_000  # the dashboard must show "active" within this, without a reload
 SHOT = "browser-dashboard-oauth-"  # screenshot name prefix
-
-
-@contextmanager
-def serve_on_socket(app: ASGIApp, sock: socket.socket) -> Iterator[None]:
-    """Serve `app` (lifespan on) with uvicorn in a daemon thread on an already bound socket."""
-    port: int = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        log_config=None,
-        lifespan="on",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-
-    def serve() -> None:
-        try:
-            server.run(sockets=[sock])
-        except SystemExit as exc:  # uvicorn's "startup failed"; it has logged the cause
-            logger.error("Tendril on port %d exited with %s", port, exc.code)
-
-    thread = threading.Thread(target=serve, name=f"browser-tendril-{port}", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("Tendril exited during startup")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Tendril not started after {STARTUP_TIMEOUT}s")
-            time.sleep(0.005)
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(timeout=STARTUP_TIMEOUT)
-        if thread.is_alive():
-            logger.warning("Tendril on port %d did not stop in time", port)
-            if sys.exc_info()[1] is None:  # don't mask the test's own failure
-                raise RuntimeError(f"Tendril on port {port} did not stop")
 
 
 @dataclass(frozen=True)
@@ -106,7 +60,7 @@ def browser_tendril(settings: Settings, oauth_fakes: OAuthFakes) -> Iterator[Bro
         )
         oauth_fakes.github.interactive = True  # GET /oauth/authorize renders Allow/Deny
         owner = _bootstrap_owner(live, "browser-owner")  # before the server: migrations run here
-        with serve_on_socket(build_app(live), sock):
+        with run_asgi_on_loopback(build_app(live), lifespan="on", sock=sock):
             yield BrowserTendril(url, live, owner)
     finally:
         sock.close()

@@ -30,6 +30,7 @@ def run_asgi_on_loopback(
     *,
     lifespan: Literal["auto", "on", "off"] = "off",
     startup_timeout: float = STARTUP_TIMEOUT,
+    sock: socket.socket | None = None,
 ) -> Generator[str, None, None]:
     """Run `app` under uvicorn in a daemon thread; yield its base URL.
 
@@ -38,9 +39,10 @@ def run_asgi_on_loopback(
     server has its own event loop in its own thread. Fakes need no lifespan;
     pass `lifespan="on"` for a real app whose startup must run (and succeed).
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    if sock is None:  # a caller that must know the port before building the app binds it itself
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
     port: int = sock.getsockname()[1]
     config = uvicorn.Config(
         app,
