@@ -37,6 +37,8 @@ _BAD_INPUT = {
     "invalid_blocks",
     "invalid_cursor",
     "invalid_limit",
+    "invalid_name",
+    "already_reacted",
 }
 
 
@@ -165,3 +167,91 @@ async def list_channels(ctx: ActionContext[AsyncWebClient], params: ListChannels
     ]
     next_cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
     return ListChannelsOutput(channels=channels, next_cursor=next_cursor)
+
+
+class UpdateMessageInput(BaseModel):
+    channel: str = Field(min_length=1, max_length=200, description="Channel id (C0123...) of the message.")
+    ts: str = Field(pattern=r"^\d+\.\d+$", description="Timestamp id (`message_ts`) of the message to edit.")
+    text: str = Field(min_length=1, max_length=40_000, description="The message's new text.")
+
+
+class UpdateMessageOutput(BaseModel):
+    message_ts: str = Field(description="Timestamp id of the edited message.")
+    channel: str = Field(description="Id of the channel the message is in.")
+    status: str = Field(description="Always `updated` when the edit was applied.")
+
+
+@connector.action(Hints(idempotent=True), scopes=("chat:write",))
+async def update_message(
+    ctx: ActionContext[AsyncWebClient], params: UpdateMessageInput
+) -> UpdateMessageOutput:
+    """Replace the text of a message the bot posted earlier."""
+    response = await ctx.client.chat_update(channel=params.channel, ts=params.ts, text=params.text)
+    return UpdateMessageOutput(
+        message_ts=str(response.get("ts") or params.ts),
+        channel=str(response.get("channel")),
+        status="updated",
+    )
+
+
+class AddReactionInput(BaseModel):
+    channel: str = Field(min_length=1, max_length=200, description="Channel id (C0123...) of the message.")
+    timestamp: str = Field(pattern=r"^\d+\.\d+$", description="Timestamp id (`message_ts`) of the message.")
+    name: str = Field(
+        min_length=1, max_length=100, pattern=r"^[a-z0-9_+\-']+$", description="Emoji name without colons."
+    )
+
+
+class AddReactionOutput(BaseModel):
+    channel: str = Field(description="Id of the channel the message is in.")
+    timestamp: str = Field(description="Timestamp id of the message reacted to.")
+    name: str = Field(description="The emoji added.")
+    status: str = Field(description="Always `added` when the reaction was added.")
+
+
+@connector.action(Hints(idempotent=False), scopes=("reactions:write",))
+async def add_reaction(ctx: ActionContext[AsyncWebClient], params: AddReactionInput) -> AddReactionOutput:
+    """Add an emoji reaction to a message (Slack refuses the same reaction twice: already_reacted)."""
+    await ctx.client.reactions_add(channel=params.channel, timestamp=params.timestamp, name=params.name)
+    return AddReactionOutput(
+        channel=params.channel, timestamp=params.timestamp, name=params.name, status="added"
+    )
+
+
+class UploadFileInput(BaseModel):
+    channel: str = Field(
+        min_length=1, max_length=200, description="Channel id (C0123...) to share the file in."
+    )
+    content: str = Field(min_length=1, max_length=5_000_000, description="The file's text content.")
+    filename: str = Field(
+        "file.txt",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[^/\\]+$",
+        description="File name shown in Slack.",
+    )
+    title: str | None = Field(
+        None, max_length=255, description="Title shown above the file; the name if omitted."
+    )
+
+
+class UploadFileOutput(BaseModel):
+    file_id: str = Field(description="Slack's id of the uploaded file.")
+    channel: str = Field(description="Channel the file was shared in.")
+    status: str = Field(description="Always `uploaded` when Slack accepted the file.")
+
+
+@connector.action(Hints(idempotent=False), scopes=("files:write",))
+async def upload_file(ctx: ActionContext[AsyncWebClient], params: UploadFileInput) -> UploadFileOutput:
+    """Upload a text file and share it in a channel (Slack's external upload flow)."""
+    response = await ctx.client.files_upload_v2(
+        channel=params.channel,
+        content=params.content,
+        filename=params.filename,
+        title=params.title or params.filename,
+    )
+    files = response.get("files") or [response.get("file") or {}]
+    file_id = str(files[0].get("id") or "") if files else ""
+    if not file_id:
+        raise UpstreamError("Slack accepted the upload but returned no file id")
+    return UploadFileOutput(file_id=file_id, channel=params.channel, status="uploaded")

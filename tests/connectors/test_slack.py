@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connectors import ActionRunner, load_catalog
-from connectors.errors import InvalidCredentials, MissingScopes, NotFound, RateLimited
+from connectors.errors import InvalidCredentials, InvalidInput, MissingScopes, NotFound, RateLimited
 from tests.conftest import SLACK_TOKEN, Fakes
 
 pytestmark = pytest.mark.anyio
@@ -75,3 +75,53 @@ async def test_provider_errors_map_to_actionable_kinds(fakes: Fakes) -> None:
         )
     assert caught.value.retry_after == 42
     assert fakes.slack.messages == []
+
+
+async def test_update_react_and_upload_reach_the_fake(fakes: Fakes) -> None:
+    run = runner(fakes)
+    credentials = {"bot_token": SLACK_TOKEN}
+    posted = await run.run(
+        slack,
+        slack.actions["post_message"],
+        {"channel": "#general", "text": "draft"},
+        credentials=credentials,
+    )
+    ts = posted.model_dump()["message_ts"]
+    updated = await run.run(
+        slack,
+        slack.actions["update_message"],
+        {"channel": "C01234567", "ts": ts, "text": "final"},
+        credentials=credentials,
+    )
+    assert updated.model_dump() == {"message_ts": ts, "channel": "C01234567", "status": "updated"}
+    assert fakes.slack.messages[-1]["text"] == "final"
+    await run.run(
+        slack,
+        slack.actions["add_reaction"],
+        {"channel": "C01234567", "timestamp": ts, "name": "white_check_mark"},
+        credentials=credentials,
+    )
+    assert fakes.slack.reactions == [{"channel": "C01234567", "ts": ts, "name": "white_check_mark"}]
+    with pytest.raises(InvalidInput, match="already_reacted"):
+        await run.run(
+            slack,
+            slack.actions["add_reaction"],
+            {"channel": "C01234567", "timestamp": ts, "name": "white_check_mark"},
+            credentials=credentials,
+        )
+    uploaded = await run.run(
+        slack,
+        slack.actions["upload_file"],
+        {"channel": "C01234567", "content": "a,b\n1,2\n", "filename": "report.csv"},
+        credentials=credentials,
+    )
+    file_id = uploaded.model_dump()["file_id"]
+    assert fakes.slack.files[file_id]["content"] == b"a,b\n1,2\n"
+    assert fakes.slack.files[file_id]["channel"] == "C01234567"
+    with pytest.raises(NotFound, match="message_not_found"):
+        await run.run(
+            slack,
+            slack.actions["update_message"],
+            {"channel": "C01234567", "ts": "1.2", "text": "x"},
+            credentials=credentials,
+        )

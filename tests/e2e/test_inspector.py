@@ -7,6 +7,7 @@ from typing import Any
 
 from tests.conftest import SLACK_TOKEN
 from tests.e2e.conftest import LiveProcess, NodeRunner, NodeTools, describe
+from tests.support.catalog import SLACK_TOOLS
 
 
 def inspect(
@@ -32,7 +33,7 @@ def test_tools_list_shows_exactly_the_slack_tools_with_portable_schemas(
 ) -> None:
     envelope = inspect(run_node, node_clis, live_process, "--method", "tools/list", "--strict")
     names = sorted(tool["name"] for tool in envelope["result"]["tools"])
-    assert names == ["slack_list_channels", "slack_post_message", "tendril_wait_for_connection"]
+    assert names == sorted([*SLACK_TOOLS, "tendril_wait_for_connection"])
     # --strict puts every finding, warnings included, into the envelope; errors would exit 6.
     assert "schemaFindings" not in envelope, envelope["schemaFindings"]
 

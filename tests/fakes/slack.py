@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import json
 import logging
 import threading
 from collections import deque
@@ -74,7 +75,14 @@ class FakeSlack:
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
             "conversations.list": self._conversations_list,
+            "chat.update": self._chat_update,
+            "reactions.add": self._reactions_add,
+            "files.getUploadURLExternal": self._files_get_upload_url,
+            "files.completeUploadExternal": self._files_complete_upload,
         }
+        self.reactions: list[JSON] = []
+        self.files: dict[str, JSON] = {}  # file id -> {filename, content, channel, title}
+        self._upload_base = ""
         self.add_channel("C01234567", "general", num_members=42, topic="Company-wide")
         self.add_channel("C07654321", "random", num_members=17, topic="Non-work banter")
 
@@ -160,11 +168,27 @@ class FakeSlack:
     def app(self) -> Starlette:
         """The ASGI app; serve it with `run_asgi_on_loopback`."""
         endpoint: Callable[[Request], Awaitable[JSONResponse]] = self._endpoint
-        return Starlette(routes=[Route("/api/{method}", endpoint, methods=["GET", "POST"])])
+        return Starlette(
+            routes=[
+                Route("/api/{method}", endpoint, methods=["GET", "POST"]),
+                Route("/upload/{file_id}", self._upload, methods=["POST"]),
+            ]
+        )
+
+    async def _upload(self, request: Request) -> JSONResponse:
+        """The pre-signed upload URL of files.getUploadURLExternal (no token: the URL is the secret)."""
+        file_id = request.path_params["file_id"]
+        body = await request.body()
+        with self._lock:
+            if file_id not in self.files:
+                return JSONResponse({"ok": False}, status_code=404)
+            self.files[file_id]["content"] = body
+        return JSONResponse({"ok": True})
 
     async def _endpoint(self, request: Request) -> JSONResponse:
         method: str = request.path_params["method"]
         params = await request_params(request)
+        self._upload_base = str(request.base_url).rstrip("/")
         token = _bearer(request.headers.get("authorization")) or params.pop("token", None)
         with self._lock:
             self.calls.append((method, token))
@@ -249,6 +273,61 @@ class FakeSlack:
             }
         )
         return {"ok": True, "channel": channel["id"], "ts": ts, "message": message}
+
+    def _find_message(self, channel_ref: str, ts: str) -> JSON:
+        channel = self._resolve_channel(channel_ref)
+        if channel is None:
+            raise SlackError("channel_not_found")
+        for message in self.messages:
+            if message["channel"] == channel["id"] and message["ts"] == ts:
+                return message
+        raise SlackError("message_not_found")
+
+    def _chat_update(self, params: JSON, info: SlackToken, token: str) -> JSON:
+        _require_scope(info, "chat:write")
+        message = self._find_message(str(params.get("channel") or ""), str(params.get("ts") or ""))
+        if not params.get("text") and not params.get("blocks"):
+            raise SlackError("no_text")
+        message["text"] = params.get("text")
+        return {"ok": True, "channel": message["channel"], "ts": message["ts"], "text": message["text"]}
+
+    def _reactions_add(self, params: JSON, info: SlackToken, token: str) -> JSON:
+        _require_scope(info, "reactions:write")
+        message = self._find_message(str(params.get("channel") or ""), str(params.get("timestamp") or ""))
+        name = str(params.get("name") or "")
+        if not name or ":" in name:
+            raise SlackError("invalid_name")
+        reaction = {"channel": message["channel"], "ts": message["ts"], "name": name}
+        if reaction in self.reactions:
+            raise SlackError("already_reacted")
+        self.reactions.append(reaction)
+        return {"ok": True}
+
+    def _files_get_upload_url(self, params: JSON, info: SlackToken, token: str) -> JSON:
+        _require_scope(info, "files:write")
+        if not params.get("filename") or not str(params.get("length") or "").isdigit():
+            raise SlackError("invalid_arguments")
+        file_id = f"F{len(self.files) + 1:08d}"
+        self.files[file_id] = {"filename": params["filename"], "content": None, "channel": None}
+        return {"ok": True, "upload_url": f"{self._upload_base}/upload/{file_id}", "file_id": file_id}
+
+    def _files_complete_upload(self, params: JSON, info: SlackToken, token: str) -> JSON:
+        _require_scope(info, "files:write")
+        files = params.get("files")
+        listed = json.loads(files) if isinstance(files, str) else files or []
+        channel_ref = str(params.get("channel_id") or params.get("channels") or "")
+        channel = self._resolve_channel(channel_ref) if channel_ref else None
+        if channel_ref and channel is None:
+            raise SlackError("channel_not_found")
+        completed = []
+        for item in listed:
+            stored = self.files.get(item["id"])
+            if stored is None or stored["content"] is None:
+                raise SlackError("file_not_found")
+            stored["channel"] = channel["id"] if channel else None
+            stored["title"] = item.get("title")
+            completed.append({"id": item["id"], "name": stored["filename"], "title": item.get("title")})
+        return {"ok": True, "files": completed}
 
     def _conversations_list(self, params: JSON, info: SlackToken, token: str) -> JSON:
         types = str(params.get("types") or "public_channel").split(",")

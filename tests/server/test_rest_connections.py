@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from storage import schema
 from tests.conftest import SLACK_TOKEN, TELEGRAM_TOKEN, Fakes, Owner, Tendril
+from tests.support.catalog import SLACK_TOOLS
 from tests.support.rest import assert_error
 
 pytestmark = pytest.mark.anyio
@@ -77,7 +78,7 @@ async def test_catalog_lists_slack_and_telegram_with_tools_schemas_and_credentia
     assert slack["availability"] == "available"
     assert "availabilityReason" not in slack
     tools = {tool["name"]: tool for tool in slack["tools"]}
-    assert set(tools) == {"slack_post_message", "slack_list_channels"}
+    assert set(tools) == set(SLACK_TOOLS)
     post = tools["slack_post_message"]
     assert post["description"]
     assert post["inputSchema"]["type"] == "object"
