@@ -151,6 +151,11 @@ class Connector:
             func=func,
         )
 
+    def find_action(self, name: str) -> Action | None:
+        """By our name, our tool name (`slack_post_message`) or a declared alias (`post-search`)."""
+        name = self.spec.action_aliases.get(name, name)
+        return self.actions.get(name) or self.actions.get(name.removeprefix(f"{self.slug}_"))
+
     def client(self, factory: ClientFactory) -> ClientFactory:
         self._client_factory = factory
         return factory

@@ -53,6 +53,21 @@ def validation_error(exc: ValidationError) -> InvalidInput:
     return InvalidInput(f"invalid input{where}: {first['msg']}", field=field)
 
 
+def _with_defaults(
+    connector: Connector, action: Action, params: Mapping[str, Any], config: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Fill omitted parameters from the connection's config (Slack `defaultChannel`, ...)."""
+    filled = dict(params)
+    for param, key in connector.spec.defaults.items():
+        if param not in action.input_model.model_fields or filled.get(param) not in (None, ""):
+            continue
+        if config.get(key) not in (None, ""):
+            filled[param] = config[key]
+        elif not action.input_model.model_fields[param].is_required():
+            raise InvalidInput(f"'{param}' is required (or set {key} on the connection)", field=param)
+    return filled
+
+
 class ActionRunner:
     def __init__(
         self,
@@ -90,7 +105,7 @@ class ActionRunner:
         connection_id: UUID | None = None,
     ) -> BaseModel:
         """Run one action; raises ConnectorError for anything the caller can act on."""
-        parsed = self.parse_input(action, params)
+        parsed = self.parse_input(action, _with_defaults(connector, action, params, config or {}))
         self._register_secrets(connector, credentials)
         log = logging.LoggerAdapter(
             logging.getLogger(f"connectors.{connector.slug}"),

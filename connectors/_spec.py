@@ -66,6 +66,10 @@ class ConnectorSpec(_Strict):
     docs_url: str | None = None
     credential_fields: tuple[CredentialField, ...] = ()
     oauth: OAuthSpec | None = None
+    # Other systems' ids for our actions (Alloy's `post-search` for `search`), accepted by REST.
+    action_aliases: dict[str, str] = Field(default_factory=dict)
+    # Connection config keys that fill omitted parameters (`channel` from `defaultChannel`).
+    defaults: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("slug")
     @classmethod

@@ -217,8 +217,43 @@ class Hub:
         """False only for an OAuth-only connector whose client id and secret are not set."""
         return self.auth_mode(connector) != "oauth" or self.oauth.provider(connector) is not None
 
+    def check_config(self, connector: Connector, config: Any) -> dict[str, Any]:
+        """A connection's config holds the defaults its connector declares, nothing else."""
+        if config is None:
+            return {}
+        if not isinstance(config, dict):
+            raise ApiError(400, "config must be a JSON object")
+        allowed = set(connector.spec.defaults.values())
+        unknown = sorted(set(config) - allowed)
+        if unknown:
+            choices = ", ".join(sorted(allowed)) or "none"
+            raise ApiError(
+                400, f"unknown config key(s) {', '.join(unknown)}; {connector.slug} takes: {choices}"
+            )
+        for key, value in config.items():
+            if value is not None and not isinstance(value, str | int):
+                raise ApiError(400, f"config '{key}' must be a string or a number")
+        return {k: v for k, v in config.items() if v is not None}
+
+    async def update_connection(
+        self, owner_id: UUID, connection_id: str, *, label: Any = None, config: Any = None
+    ) -> ConnectionRecord:
+        record = await self.get_connection(owner_id, connection_id)
+        values: dict[str, Any] = {}
+        if label is not None:
+            values["label"] = _clean_label(label)
+        if config is not None:
+            values["config"] = {
+                **record.config,
+                **self.check_config(self.catalog[record.connector_slug], config),
+            }
+        updated = await self.store.update_connection(owner_id, record.id, **values) if values else record
+        if updated is None:
+            raise ApiError(404, "connection not found")
+        return updated
+
     async def start_connection(
-        self, owner_id: UUID, connector: Connector, label: str | None
+        self, owner_id: UUID, connector: Connector, label: str | None, config: Any = None
     ) -> tuple[ConnectionRecord, bool]:
         """The owner's connection for (connector, label): an active or pending one is reused.
 
@@ -239,7 +274,7 @@ class Hub:
             owner_id,
             connector_slug=connector.slug,
             label=label,
-            config={},
+            config=self.check_config(connector, config),
             auth_method=self.auth_mode(connector),
         )
         return record, True
@@ -308,9 +343,7 @@ class Hub:
 
     # -- running actions ---------------------------------------------------------------------
     def action(self, connector: Connector, name: str) -> Action:
-        action = connector.actions.get(name)
-        if action is None and name.startswith(f"{connector.slug}_"):
-            action = connector.actions.get(name.removeprefix(f"{connector.slug}_"))
+        action = connector.find_action(name)
         if action is None:
             raise ApiError(400, f"unknown action: {name}")
         return action

@@ -505,6 +505,21 @@ class Store:
     ) -> ConnectionRecord | None:
         return await self._update_connection(owner_id, connection_id, status=status, last_error=last_error)
 
+    async def update_connection(
+        self,
+        owner_id: UUID,
+        connection_id: UUID,
+        *,
+        label: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> ConnectionRecord | None:
+        values: dict[str, Any] = {}
+        if label is not None:
+            values["label"] = label
+        if config is not None:
+            values["config"] = dict(config)
+        return await self._update_connection(owner_id, connection_id, **values)
+
     async def revoke_connection(self, owner_id: UUID, connection_id: UUID) -> ConnectionRecord | None:
         now = self.clock()
         # The credential is dropped on revoke: a revoked connection holds no secret at all.

@@ -98,8 +98,11 @@ def map_slack_error(exc: BaseException) -> ConnectorError | None:
 
 
 class PostMessageInput(BaseModel):
-    channel: str = Field(
-        min_length=1, max_length=200, description="Channel id (C0123...) or name (#general) to post to."
+    channel: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Channel id (C0123...) or name (#general); defaults to the connection's defaultChannel.",
     )
     text: str = Field(min_length=1, max_length=40_000, description="Message text (Slack mrkdwn).")
     thread_ts: str | None = Field(
@@ -120,7 +123,7 @@ async def post_message(ctx: ActionContext[AsyncWebClient], params: PostMessageIn
     The bot must be a member of private channels it posts to.
     """
     response = await ctx.client.chat_postMessage(
-        channel=params.channel, text=params.text, thread_ts=params.thread_ts
+        channel=str(params.channel), text=params.text, thread_ts=params.thread_ts
     )
     ts, channel = response.get("ts"), response.get("channel")
     if not ts or not channel:
@@ -219,8 +222,11 @@ async def add_reaction(ctx: ActionContext[AsyncWebClient], params: AddReactionIn
 
 
 class UploadFileInput(BaseModel):
-    channel: str = Field(
-        min_length=1, max_length=200, description="Channel id (C0123...) to share the file in."
+    channel: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Channel id (C0123...) to share the file in; defaults to the's defaultChannel.",
     )
     content: str = Field(min_length=1, max_length=5_000_000, description="The file's text content.")
     filename: str = Field(
@@ -254,4 +260,4 @@ async def upload_file(ctx: ActionContext[AsyncWebClient], params: UploadFileInpu
     file_id = str(files[0].get("id") or "") if files else ""
     if not file_id:
         raise UpstreamError("Slack accepted the upload but returned no file id")
-    return UploadFileOutput(file_id=file_id, channel=params.channel, status="uploaded")
+    return UploadFileOutput(file_id=file_id, channel=str(params.channel), status="uploaded")

@@ -98,7 +98,9 @@ def map_telegram_error(exc: BaseException) -> ConnectorError | None:
 
 
 class SendMessageInput(BaseModel):
-    chat_id: int | str = Field(description="Target chat id (e.g. 123456789) or @channelusername.")
+    chat_id: int | str | None = Field(
+        None, description="Target chat id (e.g. 123456789) or @channelusername; defaults to defaultChatId."
+    )
     text: str = Field(min_length=1, max_length=4096, description="Message text, 1-4096 characters.")
     parse_mode: Literal["MarkdownV2", "HTML", "Markdown"] | None = Field(
         None, description="How Telegram should format `text`; plain text when omitted."

@@ -31,7 +31,9 @@ async def create_connection(request: Request, principal: OwnerPrincipal) -> Resp
     hub = hub_of(request)
     body = await json_object(request)
     connector = hub.connector(body.get("connectorSlug"))
-    record, created = await hub.start_connection(principal.owner_id, connector, optional_str(body, "label"))
+    record, created = await hub.start_connection(
+        principal.owner_id, connector, optional_str(body, "label"), body.get("config")
+    )
     is_oauth = record.auth_method == "oauth"
     payload = {
         "connection": render.connection(hub, record),
@@ -53,6 +55,19 @@ async def list_connections(request: Request, principal: OwnerPrincipal) -> Respo
 async def get_connection(request: Request, principal: OwnerPrincipal) -> Response:
     hub = hub_of(request)
     record = await hub.get_connection(principal.owner_id, request.path_params["id"])
+    return JSONResponse(render.connection(hub, record))
+
+
+@endpoint("write")
+async def update_connection(request: Request, principal: OwnerPrincipal) -> Response:
+    hub = hub_of(request)
+    body = await json_object(request)
+    unknown = sorted(set(body) - {"label", "config"})
+    if unknown:
+        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}; PATCH takes label and config")
+    record = await hub.update_connection(
+        principal.owner_id, request.path_params["id"], label=body.get("label"), config=body.get("config")
+    )
     return JSONResponse(render.connection(hub, record))
 
 
@@ -119,6 +134,50 @@ async def run_connection_action(request: Request, principal: OwnerPrincipal) -> 
     action = hub.action(hub.catalog[record.connector_slug], request.path_params["action"])
     result = await hub.run_on_connection(record, action, params)
     return JSONResponse({"data": result.model_dump(mode="json"), "connectionId": str(record.id)})
+
+
+# -- Alloy-style calls (alloy-connectivity-api.md) -------------------------------------------
+def _alloy_error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+@endpoint("execute")
+async def alloy_action(request: Request, principal: OwnerPrincipal) -> Response:
+    """`{credentialId, parameters}` -> `{data, has_more, next_cursor}`, with Alloy's error shape."""
+    hub = hub_of(request)
+    body = await json_object(request)
+    connector = hub.catalog.get(request.path_params["connector"])
+    if connector is None:
+        return _alloy_error(404, "NOT_FOUND", f"unknown connector: {request.path_params['connector']}")
+    action = connector.find_action(request.path_params["action"])
+    if action is None:
+        return _alloy_error(400, "INVALID_INPUT", f"unknown action: {request.path_params['action']}")
+    credential_id = body.get("credentialId")
+    try:
+        record = await hub.get_connection(principal.owner_id, str(credential_id))
+    except ApiError:
+        return _alloy_error(400, "INVALID_INPUT", "Credential not found")
+    if record.connector_slug != connector.slug:
+        return _alloy_error(400, "INVALID_INPUT", "Credential not found")
+    parameters = body.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        return _alloy_error(400, "INVALID_INPUT", "parameters must be a JSON object")
+    try:
+        result = (await hub.run_on_connection(record, action, parameters)).model_dump(mode="json")
+    except ConnectorError as error:
+        failure = api_error_from_connector(error)
+        response = _alloy_error(failure.status, failure.code, failure.message)
+        response.headers.update(failure.headers)
+        return response
+    return JSONResponse(alloy_page(result))
+
+
+def alloy_page(result: dict[str, object]) -> dict[str, object]:
+    """A list result as Alloy pages it; anything else as `data`."""
+    if "has_more" not in result:
+        return {"data": result, "has_more": False, "next_cursor": None}
+    items = next((v for v in result.values() if isinstance(v, list)), [])
+    return {"data": items, "has_more": result["has_more"], "next_cursor": result.get("next_cursor")}
 
 
 # -- one-shot connector calls (levqor-connectors-guide.md) ------------------------------------
@@ -248,6 +307,8 @@ def api_routes() -> list[BaseRoute]:
         Route("/api/v1/connections", list_connections, methods=["GET"]),
         Route("/api/v1/connections/{id}", get_connection, methods=["GET"]),
         Route("/api/v1/connections/{id}", delete_connection, methods=["DELETE"]),
+        Route("/api/v1/connections/{id}", update_connection, methods=["PATCH"]),
+        Route("/api/v1/connectors/{connector}/actions/{action}", alloy_action, methods=["POST"]),
         Route("/api/v1/connections/{id}/credentials", submit_credentials, methods=["POST"]),
         Route("/api/v1/connections/{id}/oauth", oauth_status, methods=["GET"]),
         Route("/api/v1/connections/{id}/oauth", oauth_restart, methods=["POST"]),
