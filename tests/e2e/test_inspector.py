@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+from clients import TendrilClient
+from connectors import load_catalog
 from tests.conftest import SLACK_TOKEN
 from tests.e2e.conftest import LiveProcess, NodeRunner, NodeTools, describe
 from tests.support.catalog import SLACK_TOOLS
@@ -92,3 +95,24 @@ def test_no_secret_reaches_the_process_output(live_process: LiveProcess) -> None
     output = live_process.tendril.output()
     for secret in (SLACK_TOKEN, live_process.admin.api_key, live_process.agent_key):
         assert secret not in output
+
+
+def test_the_whole_catalog_lists_with_portable_schemas(
+    run_node: NodeRunner, node_clis: NodeTools, live_process: LiveProcess
+) -> None:
+    """Inspector --strict over every connector's tools, as an agent allowed them all."""
+    catalog = load_catalog()
+
+    async def everything_agent() -> str:
+        async with TendrilClient(live_process.tendril.url, api_key=live_process.admin.api_key) as client:
+            return (await client.create_agent("catalog-agent", list(catalog))).api_key
+
+    key = asyncio.run(everything_agent())
+    argv = [*node_clis.inspector, live_process.mcp_url, "--header", f"Authorization: Bearer {key}"]
+    result = run_node([*argv, "--format", "json", "--method", "tools/list", "--strict"])
+    assert result.returncode == 0, describe(result)
+    envelope = json.loads(result.stdout)
+    names = {tool["name"] for tool in envelope["result"]["tools"]}
+    expected = {a.tool_name for c in catalog.values() for a in c.actions.values()}
+    assert expected <= names and len(expected) >= len(SLACK_TOOLS)
+    assert "schemaFindings" not in envelope, envelope["schemaFindings"]
