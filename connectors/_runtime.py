@@ -198,7 +198,11 @@ class ActionRunner:
 
     @staticmethod
     def _register_secrets(connector: Connector, credentials: Mapping[str, str]) -> None:
-        for key in connector.spec.secret_keys:
+        oauth = connector.spec.oauth
+        token_keys = (
+            set(oauth.credential_keys.values()) | {"access_token", "refresh_token"} if oauth else set()
+        )
+        for key in (*connector.spec.secret_keys, *token_keys):
             value = credentials.get(key)
             if value:
                 secrets_to_redact.register(value)

@@ -196,6 +196,10 @@ async def connect_once(request: Request, principal: OwnerPrincipal) -> Response:
         raise ApiError(400, "action must be a string")
     credentials = body.get("credentials")
     token = body.get("token")
+    if not connector.spec.credential_fields:
+        raise ApiError(
+            400, f"{connector.spec.name} connects through OAuth: create a connection and run actions on it"
+        )
     if credentials is None:
         if not token:
             raise ApiError(400, "token required")

@@ -48,7 +48,12 @@ async def test_slack_oauth_install_activates_the_connection_with_a_working_bot_t
     connection = await client.connection(connection_id)
     assert connection.status == "active"
     assert connection.model_extra is not None and connection.model_extra["authMethod"] == "oauth"
-    assert connection.model_extra["scopes"] == ["chat:write", "channels:read"]
+    assert connection.model_extra["scopes"] == [
+        "chat:write",
+        "channels:read",
+        "reactions:write",
+        "files:write",
+    ]
     assert connection.account["team"] == {"id": "T123", "name": "Acme"}
 
     result = await client.run_action(
@@ -82,14 +87,14 @@ async def test_catalog_reports_oauth_connectors_without_a_client_as_not_configur
     owner = await tendril.new_owner()
     client = tendril.client(owner.api_key)
     catalog = {c.slug: c for c in await client.connectors()}
-    assert (catalog["github"].configured, catalog["github"].availability) == (False, "not_configured")
-    assert "TENDRIL_GITHUB_CLIENT_ID" in (catalog["github"].availability_reason or "")
-    assert (catalog["slack"].auth_type, catalog["slack"].configured) == (
-        "api_key",
-        True,
-    )  # a pasted bot token
+    assert (catalog["gmail"].configured, catalog["gmail"].availability) == (False, "not_configured")
+    assert "TENDRIL_GMAIL_CLIENT_ID" in (catalog["gmail"].availability_reason or "")
+    assert "gmail" not in {c.slug for c in await client.connectors(available=True)}
+    # Connectors that also take a pasted token fall back to it while OAuth is not configured.
+    for slug in ("slack", "github"):
+        assert (catalog[slug].auth_type, catalog[slug].configured) == ("api_key", True)
     with pytest.raises(TendrilApiError) as refused:
-        await client.create_connection("github")
+        await client.create_connection("gmail")
     assert refused.value.status == 400 and "not configured" in refused.value.message
 
 

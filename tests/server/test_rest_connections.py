@@ -82,7 +82,8 @@ async def test_catalog_lists_slack_and_telegram_with_tools_schemas_and_credentia
     post = tools["slack_post_message"]
     assert post["description"]
     assert post["inputSchema"]["type"] == "object"
-    assert {"channel", "text"} <= set(post["inputSchema"]["required"])
+    assert post["inputSchema"]["required"] == ["text"]  # channel may come from defaultChannel
+    assert "defaultChannel" in post["inputSchema"]["properties"]["channel"]["description"]
     assert "message_ts" in post["outputSchema"]["properties"]
     assert post["annotations"]["readOnlyHint"] is False
     assert tools["slack_list_channels"]["annotations"]["readOnlyHint"] is True
