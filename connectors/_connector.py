@@ -30,6 +30,8 @@ class ClientOptions:
     timeout: float
     # Tests and embedders may route provider traffic through their own httpx transport.
     http_transport: httpx.AsyncBaseTransport | None = None
+    # Internal hosts the operator opened for this connector (TENDRIL_<SLUG>_ALLOWED_HOSTS).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

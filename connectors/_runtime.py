@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
@@ -77,7 +77,9 @@ class ActionRunner:
         retry: RetryPolicy = RetryPolicy(),
         http_transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = anyio.sleep,
+        allowed_hosts: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        self._allowed_hosts = {slug: tuple(hosts) for slug, hosts in (allowed_hosts or {}).items()}
         self._api_bases = dict(api_bases or {})
         self._timeout = timeout
         self._retry = retry
@@ -86,7 +88,12 @@ class ActionRunner:
 
     def options_for(self, connector: Connector) -> ClientOptions:
         api_base = self._api_bases.get(connector.slug) or connector.spec.api_base
-        return ClientOptions(api_base=api_base, timeout=self._timeout, http_transport=self._http_transport)
+        return ClientOptions(
+            api_base=api_base,
+            timeout=self._timeout,
+            http_transport=self._http_transport,
+            allowed_hosts=self._allowed_hosts.get(connector.slug, ()),
+        )
 
     def parse_input(self, action: Action, params: Mapping[str, Any]) -> BaseModel:
         try:

@@ -32,7 +32,11 @@ from storage.repositories import Store
 def build_hub(settings: Settings, *, http_transport: httpx.AsyncBaseTransport | None = None) -> Hub:
     catalog = load_catalog()
     api_bases = {slug: o.api_base for slug, o in settings.connectors.items() if o.api_base}
+    allowed = {
+        slug: (o.allowed_hosts or "").split(",") for slug, o in settings.connectors.items() if o.allowed_hosts
+    }
     runner = ActionRunner(
+        allowed_hosts=allowed,
         api_bases=api_bases,
         timeout=settings.action_timeout_seconds,
         retry=RetryPolicy(max_wait=settings.max_retry_wait_seconds),

@@ -29,6 +29,8 @@ class ConnectorSettings(BaseModel):
     authorize_url: str | None = None
     token_url: str | None = None
     revoke_url: str | None = None
+    # Comma-separated host[:port] entries this connector may reach even though they are internal.
+    allowed_hosts: str | None = None
 
 
 class Settings(BaseSettings):
@@ -91,7 +93,7 @@ class Settings(BaseSettings):
 
 
 _CONNECTOR_FIELD = re.compile(
-    rf"^{ENV_PREFIX}(?P<slug>[A-Z0-9_]+?)_(?P<field>API_BASE|CLIENT_ID|CLIENT_SECRET|AUTHORIZE_URL|TOKEN_URL|REVOKE_URL)$"
+    rf"^{ENV_PREFIX}(?P<slug>[A-Z0-9_]+?)_(?P<field>API_BASE|CLIENT_ID|CLIENT_SECRET|AUTHORIZE_URL|TOKEN_URL|REVOKE_URL|ALLOWED_HOSTS)$"
 )
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from auth.redaction import secrets_to_redact
 from connectors import ActionContext, ClientOptions, Connector, Hints
+from connectors._http import new_http_client, retry_after_seconds
 from connectors.errors import (
     ConnectorError,
     Forbidden,
@@ -28,7 +29,6 @@ from connectors.errors import (
     RateLimited,
     UpstreamError,
 )
-from connectors.http import new_http_client, retry_after_seconds
 
 connector = Connector.load(__file__)
 

@@ -12,6 +12,7 @@ import httpx
 from pydantic import BaseModel, Field, field_validator
 
 from connectors import ActionContext, ClientOptions, Connector, Hints
+from connectors._http import new_http_client, retry_after_seconds
 from connectors.errors import (
     ConnectorError,
     Forbidden,
@@ -22,7 +23,6 @@ from connectors.errors import (
     RateLimited,
     UpstreamError,
 )
-from connectors.http import new_http_client, retry_after_seconds
 
 connector = Connector.load(__file__)
 

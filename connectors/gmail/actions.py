@@ -24,6 +24,7 @@ from googleapiclient.errors import HttpError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors import ActionContext, ClientOptions, Connector, Hints
+from connectors._http import retry_after_seconds
 from connectors.errors import (
     ConnectorError,
     Forbidden,
@@ -35,7 +36,6 @@ from connectors.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from connectors.http import retry_after_seconds
 
 connector = Connector.load(__file__)
 

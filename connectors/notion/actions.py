@@ -26,6 +26,7 @@ from notion_client.errors import (
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors import ActionContext, ClientOptions, Connector, Hints
+from connectors._http import retry_after_seconds
 from connectors.errors import (
     ConnectorError,
     Forbidden,
@@ -36,7 +37,6 @@ from connectors.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from connectors.http import retry_after_seconds
 from connectors.notion.shapes import DataSource, NotionId, NotionItem, Parent, parent_of, summarize, title_of
 
 connector = Connector.load(__file__)

@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from connectors import ActionContext, ClientOptions, Connector, Hints
+from connectors._http import retry_after_seconds
 from connectors.errors import (
     ConnectorError,
     Forbidden,
@@ -23,7 +24,6 @@ from connectors.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from connectors.http import retry_after_seconds
 
 connector = Connector.load(__file__)
 

@@ -10,6 +10,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from connectors import ActionContext, ClientOptions, Connector, Hints
+from connectors._http import new_http_client
 from connectors.errors import (
     ConnectorError,
     Forbidden,
@@ -19,7 +20,6 @@ from connectors.errors import (
     RateLimited,
     UpstreamError,
 )
-from connectors.http import new_http_client
 
 connector = Connector.load(__file__)
 
