@@ -62,6 +62,13 @@ def connector(hub: Hub, item: Connector) -> dict[str, Any]:
         "availability": availability,
         "tools": [tool(action) for action in item.actions.values()],
     }
+    # The Integration Layer seed reads the same catalog as `type` and `actions`.
+    body["type"] = spec.slug
+    body["actions"] = [
+        {k: v for k, v in t.items() if k in ("name", "description", "inputSchema", "outputSchema")}
+        | {"name": t["action"]}
+        for t in body["tools"]
+    ]
     if availability != "available":
         body["availabilityReason"] = (
             f"set TENDRIL_{spec.slug.upper()}_CLIENT_ID and _CLIENT_SECRET"
