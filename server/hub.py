@@ -399,7 +399,12 @@ class Hub:
         self, connector: Connector, action: Action, credentials: Any, params: Any
     ) -> BaseModel:
         """The one-shot `POST /connect/{connector}` path: a credential that is used once, never stored."""
-        fields = self.check_credentials(connector, credentials)
+        if connector.spec.credential_fields:
+            fields = self.check_credentials(connector, credentials)
+        elif isinstance(credentials, dict) and isinstance(credentials.get("access_token"), str):
+            fields = {"access_token": credentials["access_token"]}
+        else:
+            raise ApiError(400, "token required")
         if not isinstance(params, dict):
             raise InvalidInput("params must be a JSON object", field="params")
         return await self.runner.run(connector, action, params, credentials=fields)

@@ -197,10 +197,16 @@ async def connect_once(request: Request, principal: OwnerPrincipal) -> Response:
     credentials = body.get("credentials")
     token = body.get("token")
     if not connector.spec.credential_fields:
-        raise ApiError(
-            400, f"{connector.spec.name} connects through OAuth: create a connection and run actions on it"
+        # OAuth-only (Gmail): the guide passes the access token as `token` or in `credentials`.
+        given = (
+            credentials.get("token") or credentials.get("access_token")
+            if isinstance(credentials, dict)
+            else token
         )
-    if credentials is None:
+        if not given:
+            raise ApiError(400, "token required")
+        credentials = {"access_token": given}
+    elif credentials is None:
         if not token:
             raise ApiError(400, "token required")
         primary = (connector.spec.secret_keys or (connector.spec.credential_fields[0].key,))[0]

@@ -8,11 +8,13 @@ import pytest
 
 from server.settings import ConnectorSettings, Settings
 from tests.conftest import Tendril, running_tendril
+from tests.fakes.gmail import FakeGmail
 from tests.fakes.loopback import run_asgi_on_loopback
 from tests.fakes.notion import FakeNotion
 
 pytestmark = pytest.mark.anyio
 NOTION_TOKEN = "ntn_CanaryNotionIntegrationToken4242424242"
+GMAIL_TOKEN = "ya29.CanaryGmailAccessToken0123456789"
 
 
 @pytest.fixture
@@ -84,3 +86,43 @@ async def test_the_integration_layers_connector_list_reads_as_written(tendril: T
     send = {action["name"]: action for action in slack["actions"]}["post_message"]
     assert {"name", "description", "inputSchema", "outputSchema"} <= set(send)
     assert send["inputSchema"]["properties"]["text"]["type"] == "string"
+
+
+@pytest.fixture
+def gmail() -> Iterator[tuple[FakeGmail, str]]:
+    fake = FakeGmail()
+    fake.add_token(GMAIL_TOKEN)
+    with run_asgi_on_loopback(fake.app) as url:
+        yield fake, url
+
+
+async def test_levqors_gmail_example_with_a_credentials_object(
+    settings: Settings, gmail: tuple[FakeGmail, str]
+) -> None:
+    connectors = {**settings.connectors, "gmail": ConnectorSettings(api_base=gmail[1])}
+    async with running_tendril(settings.model_copy(update={"connectors": connectors})) as tendril:
+        owner = await tendril.new_owner()
+        body = {
+            "action": "list_labels",
+            "credentials": {
+                "token": GMAIL_TOKEN,
+                "refresh_token": "1//not-used-here",
+                "client_id": "xxx.apps.googleusercontent.com",
+                "client_secret": "not-used-here",
+            },
+            "params": {},
+        }
+        async with tendril.raw() as http:
+            response = await http.post(
+                "/api/v1/connect/gmail", json=body, headers={"X-Api-Key": owner.api_key}
+            )
+            missing = await http.post(
+                "/api/v1/connect/gmail", json={"action": "list_labels"}, headers={"X-Api-Key": owner.api_key}
+            )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["status"], result["connector"]) == ("ok", "gmail")
+    assert "INBOX" in result["result"]["labels"]
+    assert GMAIL_TOKEN not in response.text
+    assert (missing.status_code, missing.json()["error"]) == (400, "token required")
+    assert await tendril.hub.store.all_sealed_credentials() == []  # used once, never stored
