@@ -255,3 +255,31 @@ async def search_issues(ctx: ActionContext[LinearApi], params: SearchIssuesInput
     return SearchIssuesOutput(
         issues=issues, has_more=has_more, next_cursor=page.get("endCursor") if has_more else None
     )
+
+
+_TEAMS = """
+query Teams($first: Int) {
+  teams(first: $first) { nodes { id key name } }
+}
+"""
+
+
+class ListTeamsInput(BaseModel):
+    first: int = Field(50, ge=1, le=250, description="Most teams to return.")
+
+
+class Team(BaseModel):
+    id: str = Field(description="Team id (UUID): pass it as `team_id` to create_issue.")
+    key: str = Field(description="Short key prefixing the team's issue identifiers, e.g. ENG.")
+    name: str = Field(description="Team name.")
+
+
+class ListTeamsOutput(BaseModel):
+    teams: list[Team] = Field(description="Teams the connection can see.")
+
+
+@connector.action(Hints(read_only=True), scopes=("read",))
+async def list_teams(ctx: ActionContext[LinearApi], params: ListTeamsInput) -> ListTeamsOutput:
+    """List the Linear teams this connection can see, to find the team_id create_issue needs."""
+    found = (await ctx.client.execute(_TEAMS, {"first": params.first})).get("teams") or {}
+    return ListTeamsOutput(teams=[Team.model_validate(node) for node in found.get("nodes") or []])

@@ -256,3 +256,12 @@ async def test_an_unconfirmed_create_is_an_upstream_error(fake: FakeLinear, url:
     fake.break_next("issueCreate", {"data": {"issueCreate": {"success": False, "issue": None}}})
     with pytest.raises(UpstreamError, match="success was false"):
         await run(url, "create_issue", {"team_id": TEAM_ID, "title": "x"})
+
+
+async def test_list_teams_finds_the_team_id_create_issue_needs(fake: FakeLinear, url: str) -> None:
+    fake.add_team("5b2f9c1e-8a3d-4e6f-9b1a-2c3d4e5f6a7b", "OPS", "Operations")
+    teams = (await run(url, "list_teams", {}))["teams"]
+    assert {(t["key"], t["name"]) for t in teams} == {("ENG", "Engineering"), ("OPS", "Operations")}
+    eng = next(t["id"] for t in teams if t["key"] == "ENG")
+    created = await run(url, "create_issue", {"team_id": eng, "title": "Found by team key"})
+    assert created["identifier"].startswith("ENG-")

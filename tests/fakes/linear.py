@@ -199,6 +199,10 @@ class FakeLinear:
         if operation == "searchIssues":
             _require_scope(token, "read", "write")
             return self._search_issues(variables)
+        if operation == "teams":
+            _require_scope(token, "read", "write")
+            teams = [{"id": t["id"], "key": t["key"], "name": t["name"]} for t in self.teams.values()]
+            return {"nodes": teams[: int(variables.get("first") or 50)]}
         raise LinearError("GRAPHQL_VALIDATION_FAILED", f'Cannot query field "{operation}" on type "Query".')
 
     # --- operations (called with the lock held) ------------------------------
