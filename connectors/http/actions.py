@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import TypeAliasType
 
 from connectors import ActionContext, ClientOptions, Connector, Hints
+from connectors._egress import AllowList, BlockedDestination, GuardedTransport, default_port
 from connectors._http import new_http_client, retry_after_seconds
 from connectors.errors import (
     ConnectorError,
@@ -32,7 +33,6 @@ from connectors.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from connectors.http.guard import AllowList, BlockedDestination, GuardedTransport, default_port
 
 connector = Connector.load(__file__)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, getaddresses, make_msgid
 from functools import lru_cache
+from ipaddress import ip_address
 from typing import Any, Literal
 
 import aiosmtplib
@@ -17,6 +18,7 @@ import anyio
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from connectors import ActionContext, ClientOptions, Connector, Hints
+from connectors._egress import AllowList, refusal_reason, system_resolver
 from connectors.errors import (
     ConnectorError,
     InvalidCredentials,
@@ -73,12 +75,30 @@ def _default_sender(credentials: Mapping[str, str]) -> str | None:
         raise InvalidCredentials("from_address is not an email address") from None
 
 
+async def _refuse_internal_host(host: str, port: int, options: ClientOptions) -> None:
+    """No probing of internal networks through an SMTP host: the same rule as the http connector."""
+    if AllowList.parse(options.allowed_hosts).allows(host, port):
+        return
+    try:
+        addresses = await system_resolver(host, port)
+    except OSError as exc:
+        raise UpstreamError(f"cannot resolve SMTP host {host}", retryable=True) from exc
+    for address in addresses:
+        reason = refusal_reason(ip_address(address))
+        if reason:
+            raise InvalidInput(
+                f"SMTP host {host} is {reason}; an operator can open it with TENDRIL_SMTP_ALLOWED_HOSTS",
+                field="host",
+            )
+
+
 @connector.client
 @asynccontextmanager
 async def open_client(credentials: Mapping[str, str], options: ClientOptions) -> AsyncIterator[Mailer]:
     host = credentials["host"]
     port, security = _settings(credentials)
     default_from = _default_sender(credentials)
+    await _refuse_internal_host(host, port, options)
     context = await anyio.to_thread.run_sync(_tls_context, credentials.get("ca_cert_pem"))
     # STARTTLS is driven by hand below: aiosmtplib's automatic mode would go on in plaintext
     # when the server does not offer it.

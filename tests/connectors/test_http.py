@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from connectors import ActionRunner, load_catalog
+from connectors._egress import AllowList, BlockedDestination, GuardedTransport, Resolver
 from connectors.errors import Forbidden, InvalidCredentials, InvalidInput, RateLimited, UpstreamError
-from connectors.http.guard import AllowList, BlockedDestination, GuardedTransport, Resolver
 from server.logs import install_redaction
 from tests.fakes.http_upstream import FakeUpstream
 from tests.fakes.loopback import run_asgi_on_loopback

@@ -69,7 +69,8 @@ def servers(_servers: Servers) -> Servers:
 
 
 def runner() -> ActionRunner:
-    return ActionRunner(timeout=5)
+    """The operator opened loopback for SMTP (TENDRIL_SMTP_ALLOWED_HOSTS), where the test server is."""
+    return ActionRunner(timeout=5, allowed_hosts={"smtp": ["127.0.0.1", "localhost"]})
 
 
 def parts(message: EmailMessage) -> dict[str, str]:
@@ -253,7 +254,9 @@ async def test_a_server_that_never_answers_is_a_timeout(servers: Servers) -> Non
         silent.listen()
         port = silent.getsockname()[1]
         with pytest.raises(UpstreamTimeout):
-            await ActionRunner(timeout=0.5).verify(smtp, servers.credentials(port=str(port)))
+            await ActionRunner(timeout=0.5, allowed_hosts={"smtp": ["127.0.0.1"]}).verify(
+                smtp, servers.credentials(port=str(port))
+            )
 
 
 async def test_the_password_never_reaches_results_errors_or_logs(
@@ -277,3 +280,12 @@ async def test_the_password_never_reaches_results_errors_or_logs(
         texts.append(str(caught.value))
     assert all(PASSWORD not in text for text in texts)
     assert PASSWORD not in caplog.text
+
+
+@pytest.mark.parametrize("host", ["10.0.0.1", "169.254.169.254", "127.0.0.1", "::1"])
+async def test_internal_smtp_hosts_are_refused_unless_the_operator_opened_them(
+    servers: Servers, host: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        await ActionRunner(timeout=5).verify(smtp, servers.credentials(host=host))
+    assert refused.value.field == "host" and "TENDRIL_SMTP_ALLOWED_HOSTS" in refused.value.message
