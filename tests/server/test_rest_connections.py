@@ -43,12 +43,18 @@ async def connect(
 ) -> str:
     started = await start(http, owner, slug, label)
     connection_id = started["connection"]["id"]
-    response = await http.post(
-        f"/api/v1/connections/{connection_id}/credentials", json={"bot_token": token}, headers=auth(owner)
-    )
+    response = await submit(http, owner, connection_id, {"bot_token": token})
     assert response.status_code == 200, response.text
     assert response.json()["connection"]["status"] == "active"
     return connection_id
+
+
+async def submit(
+    http: httpx.AsyncClient, owner: Owner, connection_id: str, credentials: dict[str, Any]
+) -> httpx.Response:
+    return await http.post(
+        f"/api/v1/connections/{connection_id}/credentials", json=credentials, headers=auth(owner)
+    )
 
 
 async def stored_row(tendril: Tendril, connection_id: str) -> Any:
@@ -351,11 +357,7 @@ async def test_a_valid_slack_token_is_verified_with_auth_test_and_activates_the_
     owner = await tendril.new_owner()
     async with tendril.raw() as http:
         connection_id = (await start(http, owner, "slack"))["connection"]["id"]
-        response = await http.post(
-            f"/api/v1/connections/{connection_id}/credentials",
-            json={"bot_token": SLACK_TOKEN},
-            headers=auth(owner),
-        )
+        response = await submit(http, owner, connection_id, {"bot_token": SLACK_TOKEN})
     assert response.status_code == 200, response.text
     connection = response.json()["connection"]
     assert connection["status"] == "active"
@@ -447,11 +449,7 @@ async def test_a_revoked_slack_token_is_refused_as_token_revoked(tendril: Tendri
     fakes.slack.revoke_token(SLACK_TOKEN)
     async with tendril.raw() as http:
         connection_id = (await start(http, owner, "slack"))["connection"]["id"]
-        response = await http.post(
-            f"/api/v1/connections/{connection_id}/credentials",
-            json={"bot_token": SLACK_TOKEN},
-            headers=auth(owner),
-        )
+        response = await submit(http, owner, connection_id, {"bot_token": SLACK_TOKEN})
     assert_error(response, 400, "BAD_REQUEST", "token_revoked")
 
 
@@ -462,11 +460,7 @@ async def test_a_provider_outage_during_verification_is_a_502_and_the_connection
     fakes.slack.fail_next("auth.test", status=500)
     async with tendril.raw() as http:
         connection_id = (await start(http, owner, "slack"))["connection"]["id"]
-        response = await http.post(
-            f"/api/v1/connections/{connection_id}/credentials",
-            json={"bot_token": SLACK_TOKEN},
-            headers=auth(owner),
-        )
+        response = await submit(http, owner, connection_id, {"bot_token": SLACK_TOKEN})
         after = await http.get(f"/api/v1/connections/{connection_id}", headers=auth(owner))
     assert_error(response, 502, "UPSTREAM_ERROR", "could not verify the credential with Slack")
     assert after.json()["status"] == "pending"
@@ -479,11 +473,7 @@ async def test_a_provider_rate_limit_during_verification_is_a_429_with_retry_aft
     fakes.telegram.rate_limit_next("getMe", retry_after=30)
     async with tendril.raw() as http:
         connection_id = (await start(http, owner, "telegram"))["connection"]["id"]
-        response = await http.post(
-            f"/api/v1/connections/{connection_id}/credentials",
-            json={"bot_token": TELEGRAM_TOKEN},
-            headers=auth(owner),
-        )
+        response = await submit(http, owner, connection_id, {"bot_token": TELEGRAM_TOKEN})
         after = await http.get(f"/api/v1/connections/{connection_id}", headers=auth(owner))
     assert_error(response, 429, "RATE_LIMITED", "retry after 30")
     assert response.headers["Retry-After"] == "30"
@@ -496,11 +486,7 @@ async def test_resubmitting_credentials_replaces_the_stored_token(tendril: Tendr
     fakes.slack.add_token(second_token, team_name="Other")
     async with tendril.raw() as http:
         connection_id = await connect(http, owner, "slack", SLACK_TOKEN)
-        replaced = await http.post(
-            f"/api/v1/connections/{connection_id}/credentials",
-            json={"bot_token": second_token},
-            headers=auth(owner),
-        )
+        replaced = await submit(http, owner, connection_id, {"bot_token": second_token})
         posted = await http.post(
             f"/api/v1/connections/{connection_id}/actions/post_message",
             json={"parameters": {"channel": "#general", "text": "with the new token"}},
@@ -519,11 +505,7 @@ async def test_submitting_credentials_to_a_deleted_or_unknown_connection_is_not_
     async with tendril.raw() as http:
         connection_id = (await start(http, owner, "slack"))["connection"]["id"]
         await http.delete(f"/api/v1/connections/{connection_id}", headers=auth(owner))
-        deleted = await http.post(
-            f"/api/v1/connections/{connection_id}/credentials",
-            json={"bot_token": SLACK_TOKEN},
-            headers=auth(owner),
-        )
+        deleted = await submit(http, owner, connection_id, {"bot_token": SLACK_TOKEN})
         unknown = await http.post(
             f"/api/v1/connections/{uuid.uuid4()}/credentials",
             json={"bot_token": SLACK_TOKEN},
