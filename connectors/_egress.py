@@ -102,6 +102,32 @@ class AllowList:
         return (host, None) in self.entries or (host, port) in self.entries
 
 
+async def vetted_addresses(
+    host: str, port: int, *, allow: AllowList, resolve: Resolver = system_resolver
+) -> list[IPAddress]:
+    """Where `host` may be reached: connect to these, never to a fresh DNS answer.
+
+    Raises BlockedDestination when any address is refused, OSError when the host does not resolve.
+    """
+    try:
+        addresses = [ip_address(host)]
+    except ValueError:
+        addresses = [ip_address(a) for a in await resolve(host, port)]
+    if not addresses:
+        raise OSError(f"{host} has no addresses")
+    allowed = allow.allows(host, port)
+    for address in addresses:
+        reason = refusal_reason(address)
+        # The allow-list opens private hosts, never the metadata endpoints.
+        if reason and (not allowed or address in METADATA_ADDRESSES):
+            named = host if str(address) == host else f"{host} ({address})"
+            raise BlockedDestination(
+                f"refused to connect to {named}: {reason}. Only public addresses are reachable "
+                "unless the host is allow-listed"
+            )
+    return addresses
+
+
 class GuardedTransport(httpx.AsyncBaseTransport):
     """Wraps the transport that really connects; every request passes the checks first."""
 
@@ -136,25 +162,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
     async def _vetted(self, host: str, port: int) -> list[IPAddress]:
         try:
-            addresses = [ip_address(host)]
-        except ValueError:
-            try:
-                addresses = [ip_address(a) for a in await self._resolve(host, port)]
-            except OSError:
-                raise httpx.ConnectError(f"could not resolve {host}") from None
-        if not addresses:
-            raise httpx.ConnectError(f"could not resolve {host}")
-        allowed = self._allow.allows(host, port)
-        for address in addresses:
-            reason = refusal_reason(address)
-            # The allow-list opens private hosts, never the metadata endpoints.
-            if reason and (not allowed or address in METADATA_ADDRESSES):
-                named = host if str(address) == host else f"{host} ({address})"
-                raise BlockedDestination(
-                    f"refused to connect to {named}: {reason}. Only public addresses are reachable "
-                    "unless the host is allow-listed"
-                )
-        return addresses
+            return await vetted_addresses(host, port, allow=self._allow, resolve=self._resolve)
+        except OSError:
+            raise httpx.ConnectError(f"could not resolve {host}") from None
 
     @staticmethod
     def _pinned(request: httpx.Request, address: IPAddress) -> httpx.Request:

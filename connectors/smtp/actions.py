@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import socket
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -10,7 +12,6 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, getaddresses, make_msgid
 from functools import lru_cache
-from ipaddress import ip_address
 from typing import Any, Literal
 
 import aiosmtplib
@@ -18,11 +19,12 @@ import anyio
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from connectors import ActionContext, ClientOptions, Connector, Hints
-from connectors._egress import AllowList, refusal_reason, system_resolver
+from connectors._egress import AllowList, BlockedDestination, system_resolver, vetted_addresses
 from connectors.errors import (
     ConnectorError,
     InvalidCredentials,
     InvalidInput,
+    RateLimited,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -75,21 +77,35 @@ def _default_sender(credentials: Mapping[str, str]) -> str | None:
         raise InvalidCredentials("from_address is not an email address") from None
 
 
-async def _refuse_internal_host(host: str, port: int, options: ClientOptions) -> None:
-    """No probing of internal networks through an SMTP host: the same rule as the http connector."""
-    if AllowList.parse(options.allowed_hosts).allows(host, port):
-        return
+async def _connect_to_vetted_address(host: str, port: int, options: ClientOptions) -> socket.socket:
+    """A socket connected to an address the egress rules allow (the http connector's rules).
+
+    Connecting to the vetted IP ourselves closes the gap a second DNS answer could slip through;
+    aiosmtplib keeps `host` for TLS, so certificates are still checked against the name.
+    """
     try:
-        addresses = await system_resolver(host, port)
-    except OSError as exc:
-        raise UpstreamError(f"cannot resolve SMTP host {host}", retryable=True) from exc
+        allow = AllowList.parse(options.allowed_hosts)
+        addresses = await vetted_addresses(host, port, allow=allow, resolve=system_resolver)
+    except BlockedDestination as exc:
+        raise InvalidInput(
+            f"SMTP host: {exc}; an operator can open it with TENDRIL_SMTP_ALLOWED_HOSTS", field="host"
+        ) from None
+    except OSError:
+        raise UpstreamError(f"cannot resolve SMTP host {host}", retryable=True) from None
+    loop = asyncio.get_running_loop()
     for address in addresses:
-        reason = refusal_reason(ip_address(address))
-        if reason:
-            raise InvalidInput(
-                f"SMTP host {host} is {reason}; an operator can open it with TENDRIL_SMTP_ALLOWED_HOSTS",
-                field="host",
-            )
+        sock = socket.socket(socket.AF_INET6 if address.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, (str(address), port))
+        except OSError:
+            sock.close()
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise UpstreamError(f"could not connect to the SMTP server {host}:{port}", retryable=True)
 
 
 @connector.client
@@ -98,19 +114,23 @@ async def open_client(credentials: Mapping[str, str], options: ClientOptions) ->
     host = credentials["host"]
     port, security = _settings(credentials)
     default_from = _default_sender(credentials)
-    await _refuse_internal_host(host, port, options)
     context = await anyio.to_thread.run_sync(_tls_context, credentials.get("ca_cert_pem"))
+    sock = await _connect_to_vetted_address(host, port, options)
     # STARTTLS is driven by hand below: aiosmtplib's automatic mode would go on in plaintext
     # when the server does not offer it.
     smtp = aiosmtplib.SMTP(
         hostname=host,
-        port=port,
+        sock=sock,
         use_tls=security == "tls",
         start_tls=False,
         tls_context=context,
         timeout=options.timeout,
     )
-    await smtp.connect()
+    try:
+        await smtp.connect()
+    except BaseException:
+        sock.close()
+        raise
     try:
         if security == "starttls":
             await smtp.ehlo()
@@ -135,6 +155,16 @@ async def open_client(credentials: Mapping[str, str], options: ClientOptions) ->
 async def verify(client: Mailer) -> dict[str, Any]:
     """Connecting, TLS and AUTH already happened when the client opened; report where."""
     return {"host": client.host, "security": client.security}
+
+
+# SMTP says "later" but never how much later; a minute is what submission servers usually mean.
+SMTP_THROTTLE_WAIT = 60.0
+_POLICY_STATUS = re.compile(r"^4\.7\.\d{1,3}\b")  # RFC 3463 X.7.X: security or policy status
+
+
+def _is_throttling(exc: aiosmtplib.SMTPResponseException) -> bool:
+    """421 (service closing) or a 4.7.x policy reply: how throttling servers answer (RFC 5321, 3463)."""
+    return exc.code == 421 or (400 <= exc.code < 500 and bool(_POLICY_STATUS.match(exc.message)))
 
 
 def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
@@ -170,6 +200,11 @@ def map_smtp_error(exc: BaseException) -> ConnectorError | None:
         return UpstreamTimeout("the SMTP server did not answer in time")
     if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected):
         return UpstreamError(f"could not talk to the SMTP server: {exc.message}", retryable=True)
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and _is_throttling(exc):
+        return RateLimited(
+            f"the SMTP server is throttling ({exc.code} {exc.message}); try again later",
+            retry_after=SMTP_THROTTLE_WAIT,
+        )
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         # 4yz replies are transient by definition (RFC 5321 section 4.2.1); 5yz are final.
         return UpstreamError(

@@ -11,7 +11,14 @@ from email.message import EmailMessage
 import pytest
 
 from connectors import ActionRunner, load_catalog
-from connectors.errors import InvalidCredentials, InvalidInput, UpstreamError, UpstreamTimeout
+from connectors.errors import (
+    ConnectorError,
+    InvalidCredentials,
+    InvalidInput,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from server.logs import install_redaction
 from tests.fakes.smtp import SmtpSink, ThrowawayCA, make_throwaway_ca, refusing_port, run_smtp_on_loopback
 
@@ -232,19 +239,29 @@ async def test_security_none_cannot_log_in_where_auth_needs_tls(servers: Servers
 async def test_a_refused_connection_is_a_retryable_upstream_error(servers: Servers) -> None:
     with refusing_port() as port, pytest.raises(UpstreamError) as caught:
         await runner().verify(smtp, servers.credentials(port=str(port)))
-    assert caught.value.is_transient and "could not talk to the SMTP server" in caught.value.message
+    assert caught.value.is_transient and "could not connect to the SMTP server" in caught.value.message
 
 
-async def test_a_temporary_failure_is_transient_and_the_send_is_not_repeated(servers: Servers) -> None:
-    servers.sink.fail_next_data("451 4.7.1 Too many messages, slow down")
-    with pytest.raises(UpstreamError) as caught:
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [
+        ("451 4.7.1 Too many messages, slow down", RateLimited),  # a policy status: throttling
+        ("452 4.3.1 Insufficient system storage", UpstreamError),  # transient, but not a rate limit
+    ],
+)
+async def test_a_temporary_failure_is_reported_and_the_send_is_not_repeated(
+    servers: Servers, reply: str, kind: type[ConnectorError]
+) -> None:
+    servers.sink.fail_next_data(reply)
+    with pytest.raises(kind) as caught:
         await runner().run(
             smtp,
             send_email,
             {"to": "a@example.com", "subject": "s", "body": "b"},
             credentials=servers.credentials(),
         )
-    assert caught.value.is_transient and caught.value.status == 451
+    assert caught.value.retryable or (isinstance(caught.value, UpstreamError) and caught.value.is_transient)
+    assert reply.split(" ", 1)[1] in caught.value.message
     assert servers.sink.data_attempts == 1 and servers.sink.delivered == []
 
 
@@ -289,3 +306,23 @@ async def test_internal_smtp_hosts_are_refused_unless_the_operator_opened_them(
     with pytest.raises(InvalidInput) as refused:
         await ActionRunner(timeout=5).verify(smtp, servers.credentials(host=host))
     assert refused.value.field == "host" and "TENDRIL_SMTP_ALLOWED_HOSTS" in refused.value.message
+
+
+async def test_the_connection_goes_to_the_address_that_was_checked(
+    servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS is asked once: a second answer (rebinding) cannot move the connection elsewhere."""
+    answers = [["127.0.0.1"]]
+
+    async def rebinding_resolver(host: str, port: int) -> list[str]:
+        return answers.pop(0) if answers else ["10.255.255.1"]
+
+    monkeypatch.setattr("connectors.smtp.actions.system_resolver", rebinding_resolver)
+    result = await runner().run(
+        smtp,
+        send_email,
+        {"to": "a@example.com", "subject": "pinned", "body": "b"},
+        credentials=servers.credentials(host="localhost"),  # TLS still checks the name
+    )
+    assert result.model_dump()["status"] == "sent" and answers == []
+    assert [d.message["Subject"] for d in servers.sink.delivered] == ["pinned"]
