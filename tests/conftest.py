@@ -74,7 +74,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 # -- fake providers ---------------------------------------------------------------------------
-def _swappable_server() -> Iterator[tuple[Swappable, str]]:
+def swappable_server() -> Iterator[tuple[Swappable, str]]:
     """One loopback server per session; each test installs a fresh fake behind it."""
     holder = Swappable()
     with run_asgi_on_loopback(holder) as url:
@@ -83,12 +83,12 @@ def _swappable_server() -> Iterator[tuple[Swappable, str]]:
 
 @pytest.fixture(scope="session")
 def _slack_server() -> Iterator[tuple[Swappable, str]]:
-    yield from _swappable_server()
+    yield from swappable_server()
 
 
 @pytest.fixture(scope="session")
 def _telegram_server() -> Iterator[tuple[Swappable, str]]:
-    yield from _swappable_server()
+    yield from swappable_server()
 
 
 @dataclass
@@ -195,12 +195,12 @@ CALLBACK_URL = "http://127.0.0.1:8080/api/v1/connections/oauth/callback"
 
 @pytest.fixture(scope="session")
 def _oauth_server() -> Iterator[tuple[Swappable, str]]:
-    yield from _swappable_server()
+    yield from swappable_server()
 
 
 @pytest.fixture(scope="session")
 def _slack_oauth_server() -> Iterator[tuple[Swappable, str]]:
-    yield from _swappable_server()
+    yield from swappable_server()
 
 
 @dataclass

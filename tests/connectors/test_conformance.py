@@ -1,7 +1,8 @@
 """Checks every connector passes by existing: declarations, names, schemas, hints, secrets.
 
-Behaviour against each provider's fake (happy path, error shape, invalid token, 429, canary
-secrets) lives in each connector's own test module, next to its fake.
+Behaviour against each provider's fake (happy path, error shape, invalid token, missing scope,
+429, unreachable provider, canary secrets) is checked the same way for every connector in
+`test_conformance_live.py`; each connector's own module tests what is particular to it.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +20,6 @@ from connectors.errors import (
 )
 from server.logs import install_redaction
 from tests.fakes.discord import Channel, FakeDiscord, Webhook
-from tests.fakes.loopback import run_asgi_on_loopback
 from tests.support.asgi import Swappable
 
 pytestmark = pytest.mark.anyio
@@ -33,23 +31,16 @@ WEBHOOK_TOKEN = "CanaryWebhookSecret_4vQ9nLr2TzK8pWm3YxB7cHd5sFj1gNe6uAo0iRt-ZlM
 CREDENTIALS = {"bot_token": BOT_TOKEN}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[Swappable, str]]:
-    holder = Swappable()
-    with run_asgi_on_loopback(holder) as url:
-        yield holder, url
-
-
 class World:
     """A fresh fake per test, the URL it answers on, and a runner whose sleeps are recorded."""
 
-    def __init__(self, server: tuple[Swappable, str]) -> None:
+    def __init__(self, provider_server: tuple[Swappable, str]) -> None:
         self.fake = FakeDiscord()
         self.bot = self.fake.add_bot(BOT_TOKEN)
         self.channel = self.fake.add_channel("general")
         self.hook = self.fake.add_webhook(self.channel.id, token=WEBHOOK_TOKEN)
-        server[0].target = self.fake.app
-        self.url = server[1]
+        provider_server[0].target = self.fake.app
+        self.url = provider_server[1]
         self.sleeps: list[float] = []
 
         async def no_sleep(seconds: float) -> None:
@@ -77,8 +68,8 @@ class World:
 
 
 @pytest.fixture
-def world(server: tuple[Swappable, str]) -> World:
-    return World(server)
+def world(provider_server: tuple[Swappable, str]) -> World:
+    return World(provider_server)
 
 
 async def test_verify_names_the_bot_and_sends_discords_headers(world: World) -> None:

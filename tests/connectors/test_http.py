@@ -17,7 +17,7 @@ import pytest
 
 from connectors import ActionRunner, load_catalog
 from connectors._egress import AllowList, BlockedDestination, GuardedTransport, Resolver
-from connectors.errors import Forbidden, InvalidCredentials, InvalidInput, RateLimited, UpstreamError
+from connectors.errors import Forbidden, InvalidCredentials, InvalidInput, UpstreamError
 from server.logs import install_redaction
 from tests.fakes.http_upstream import FakeUpstream
 from tests.fakes.loopback import run_asgi_on_loopback
@@ -331,20 +331,6 @@ async def test_a_refused_credential_is_invalid_credentials(upstream: Upstream) -
         await runner().verify(http_api, upstream.credentials("basic", password=""))
     with pytest.raises(InvalidCredentials, match="allowed_hosts"):
         await runner().verify(http_api, upstream.credentials(allowed_hosts="host:notaport"))
-
-
-async def test_a_429_reports_retry_after_and_is_never_repeated(upstream: Upstream) -> None:
-    upstream.fake.rate_limit_next(retry_after=7)
-    with pytest.raises(RateLimited) as caught:
-        await call(upstream, {"path": "echo"})
-    assert caught.value.retry_after == 7
-    assert len(upstream.fake.calls) == 1  # `request` may write, so the runner never repeats it
-
-
-async def test_an_unreachable_allowed_host_is_a_retryable_upstream_error(upstream: Upstream) -> None:
-    with pytest.raises(UpstreamError) as caught:
-        await call(upstream, {"path": "x"}, base_url="http://127.0.0.1:1/api", allowed_hosts="127.0.0.1:1")
-    assert caught.value.is_transient
 
 
 async def test_a_failed_tls_handshake_is_named(upstream: Upstream) -> None:
