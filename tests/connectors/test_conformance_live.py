@@ -27,11 +27,7 @@ from tests.fakes.loopback import run_asgi_on_loopback
 from tests.fakes.smtp import SmtpSink, make_throwaway_ca, refusing_port, run_smtp_on_loopback
 from tests.support.asgi import Swappable
 
-pytestmark = [
-    pytest.mark.anyio,
-    # aiosmtpd 1.4.6 sets its own deprecated Session.login_data after every successful AUTH.
-    pytest.mark.filterwarnings("ignore:Session.login_data is deprecated:DeprecationWarning"),
-]
+pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,7 @@ from connectors.errors import (
 from server.logs import install_redaction
 from tests.fakes.smtp import SmtpSink, ThrowawayCA, make_throwaway_ca, refusing_port, run_smtp_on_loopback
 
-pytestmark = [
-    pytest.mark.anyio,
-    # aiosmtpd 1.4.6 sets its own deprecated Session.login_data after every successful AUTH.
-    pytest.mark.filterwarnings("ignore:Session.login_data is deprecated:DeprecationWarning"),
-]
+pytestmark = pytest.mark.anyio
 smtp = load_catalog()["smtp"]
 send_email = smtp.actions["send_email"]
 
