@@ -22,6 +22,7 @@ from connectors._connector import Action, ActionContext, ClientOptions, Connecto
 from connectors.errors import (
     ConnectorError,
     InvalidInput,
+    MissingScopes,
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
@@ -156,7 +157,12 @@ class ActionRunner:
         async def work(client: Any) -> Any:
             return await action.func(ActionContext(client, dict(config or {}), connection_id, log), params)
 
-        return await self._with_client(connector, credentials, work)
+        try:
+            return await self._with_client(connector, credentials, work)
+        except MissingScopes as error:
+            if error.scopes or not action.scopes:
+                raise
+            raise error.naming(action.scopes) from error  # the provider did not say which
 
     async def _with_client(
         self, connector: Connector, credentials: Mapping[str, str], work: Callable[[Any], Awaitable[_T]]

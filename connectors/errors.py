@@ -63,10 +63,17 @@ class MissingScopes(ConnectorError):
     code = "missing_scopes"
     http_status = 403
 
-    def __init__(self, scopes: Sequence[str], *, provider: str) -> None:
+    def __init__(self, scopes: Sequence[str], *, provider: str, hint: str = "") -> None:
+        """`scopes` may be empty when the provider does not say; the runtime then names the
+        scopes the action declares."""
         named = ", ".join(scopes) or "an unnamed scope"
-        super().__init__(f"{provider} refused: the connection lacks the scope(s) {named}")
+        super().__init__(f"{provider} refused: the connection lacks the scope(s) {named}{hint}")
         self.scopes = list(scopes)
+        self.provider = provider
+        self.hint = hint
+
+    def naming(self, scopes: Sequence[str]) -> MissingScopes:
+        return MissingScopes(scopes, provider=self.provider, hint=self.hint)
 
     def facts(self) -> dict[str, object]:
         return {**super().facts(), "scopes": self.scopes}

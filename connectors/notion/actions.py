@@ -29,9 +29,9 @@ from connectors import ActionContext, ClientOptions, Connector, Hints
 from connectors._http import retry_after_seconds
 from connectors.errors import (
     ConnectorError,
-    Forbidden,
     InvalidCredentials,
     InvalidInput,
+    MissingScopes,
     NotFound,
     RateLimited,
     UpstreamError,
@@ -45,6 +45,8 @@ connector = Connector.load(__file__)
 NOTION_VERSION = "2025-09-03"
 # Our own logger: without one the SDK adds a stdout handler to "notion_client" per client.
 _sdk_logger = logging.getLogger("connectors.notion.sdk")
+# Notion's integration capabilities, declared as the actions' scopes.
+READ, UPDATE, INSERT = "read_content", "update_content", "insert_content"
 _SHARE_HINT = "share it with the integration in Notion (••• menu → Connections)"
 
 
@@ -129,9 +131,12 @@ def _mapped(exc: BaseException) -> ConnectorError | None:
     if code == "unauthorized":
         return InvalidCredentials("Notion rejected the token (unauthorized); connect Notion again")
     if code == "restricted_resource":
-        return Forbidden(
-            f"Notion refused: {message} The integration may lack access or a capability "
-            f"(read, update or insert content); {_SHARE_HINT}, or enable the capability."
+        # Notion does not say which capability is missing; the runtime names the action's.
+        return MissingScopes(
+            [],
+            provider="Notion",
+            hint=f" (a capability: enable it in the integration's settings, or {_SHARE_HINT}). "
+            f"Notion: {message}",
         )
     if code == "object_not_found":
         hint = "" if "shared" in message else f" It may not be shared with the integration: {_SHARE_HINT}."
@@ -189,7 +194,7 @@ class SearchOutput(BaseModel):
     next_cursor: str | None = Field(None, description="Pass as `start_cursor` for the next page.")
 
 
-@connector.action(Hints(read_only=True))
+@connector.action(Hints(read_only=True), scopes=(READ,))
 async def search(ctx: ActionContext[AsyncClient], params: SearchInput) -> SearchOutput:
     """Search the Notion pages and databases shared with the integration, by title.
 
@@ -245,7 +250,7 @@ class QueryDatabaseOutput(BaseModel):
     data_source_id: str = Field(description="The data source that was queried.")
 
 
-@connector.action(Hints(read_only=True))
+@connector.action(Hints(read_only=True), scopes=(READ,))
 async def query_database(ctx: ActionContext[AsyncClient], params: QueryDatabaseInput) -> QueryDatabaseOutput:
     """List rows of a Notion database, optionally filtered and sorted, one page at a time.
 
@@ -284,7 +289,7 @@ class GetDatabaseOutput(BaseModel):
     )
 
 
-@connector.action(Hints(read_only=True))
+@connector.action(Hints(read_only=True), scopes=(READ,))
 async def get_database(ctx: ActionContext[AsyncClient], params: GetDatabaseInput) -> GetDatabaseOutput:
     """Describe a Notion database: its title and the columns (properties) its rows have."""
     database = await ctx.client.databases.retrieve(database_id=params.database_id)
@@ -310,7 +315,7 @@ class GetPageInput(BaseModel):
     page_id: NotionId = Field(description="Page id or notion.so link to the page.")
 
 
-@connector.action(Hints(read_only=True))
+@connector.action(Hints(read_only=True), scopes=(READ,))
 async def get_page(ctx: ActionContext[AsyncClient], params: GetPageInput) -> NotionItem:
     """Read a Notion page's title and property values (not its body content)."""
     return summarize(await ctx.client.pages.retrieve(page_id=params.page_id))
@@ -386,7 +391,7 @@ async def _parent_body(client: AsyncClient, params: CreatePageInput) -> dict[str
     return {"type": kind, kind: value}
 
 
-@connector.action(Hints(read_only=False, idempotent=False))
+@connector.action(Hints(read_only=False, idempotent=False), scopes=(INSERT,))
 async def create_page(ctx: ActionContext[AsyncClient], params: CreatePageInput) -> CreatePageOutput:
     """Create a Notion page: a new row in a database, or a sub-page of a page.
 
@@ -421,7 +426,7 @@ class UpdatePageOutput(BaseModel):
 
 # Destructive: new values replace old ones (not additive) and the API cannot bring them back;
 # trashing itself is reversible for 30 days. Idempotent: the same update twice ends the same way.
-@connector.action(Hints(read_only=False, destructive=True, idempotent=True))
+@connector.action(Hints(read_only=False, destructive=True, idempotent=True), scopes=(UPDATE,))
 async def update_page(ctx: ActionContext[AsyncClient], params: UpdatePageInput) -> UpdatePageOutput:
     """Change a Notion page's property values, or move it to the trash (archived=true) or back.
 

@@ -208,6 +208,10 @@ class NotionCase(Case):
             Call("get_page", {"page_id": "59833787-2cf9-4fdf-8782-e53db20768a5"}), NotFound, "Could not find"
         )
         self.repeatable = Call("search", {"query": "Home"})
+        self.fake.add_token("ntn_CanaryReadOnlyNotion0123456789abcdefgh", capabilities=frozenset({"read"}))
+        self.missing_scope = ScopeCheck(
+            {"token": "ntn_CanaryReadOnlyNotion0123456789abcdefgh"}, self.send, "insert_content"
+        )
 
     def rate_limit(self, call: Call, seconds: int) -> None:
         self.fake.rate_limit_next(self.endpoints[call.action], retry_after=seconds)

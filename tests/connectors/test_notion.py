@@ -11,9 +11,9 @@ import pytest
 
 from connectors import ActionRunner, load_catalog
 from connectors.errors import (
-    Forbidden,
     InvalidCredentials,
     InvalidInput,
+    MissingScopes,
     NotFound,
     UpstreamError,
     UpstreamTimeout,
@@ -299,12 +299,13 @@ async def test_notion_errors_map_to_actionable_kinds(world: World) -> None:
     assert missing.value.detail and missing.value.detail.startswith("Notion request_id ")
 
     world.fake.add_token("ntn_ReadOnlyIntegrationToken000000000", capabilities=frozenset({"read"}))
-    with pytest.raises(Forbidden, match="Connections"):
+    with pytest.raises(MissingScopes, match="Connections") as lacking:
         await world.run(
             "create_page",
             {"parent": {"page_id": world.home_id}, "properties": {"title": title("x")}},
             credentials={"token": "ntn_ReadOnlyIntegrationToken000000000"},
         )
+    assert lacking.value.scopes == ["insert_content"] and "insert_content" in lacking.value.message
 
 
 @pytest.mark.parametrize(
