@@ -70,6 +70,9 @@ class ConnectorSpec(_Strict):
     action_aliases: dict[str, str] = Field(default_factory=dict)
     # Connection config keys that fill omitted parameters (`channel` from `defaultChannel`).
     defaults: dict[str, str] = Field(default_factory=dict)
+    # A files connector (uploaded file, bucket) has no actions: its connections are made through
+    # the files API (`POST /connectors`) and agents read them as MCP resources.
+    files: bool = False
 
     @field_validator("slug")
     @classmethod

@@ -23,6 +23,7 @@ from server.keys import load_keyring
 from server.mcp_app import AgentKeyVerifier, build_mcp_server, caller_from_http
 from server.settings import Settings
 from server.web import pages
+from server.web.files_api import files_routes
 from server.web.routes import api_routes
 from storage import db
 from storage.flows import FlowStore
@@ -125,11 +126,11 @@ def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             *api_routes(),
+            *files_routes(),
             *pages.page_routes(),
-            Route(
-                "/api/{path:path}",
-                api_not_found,
-                methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+            *(
+                Route(prefix, api_not_found, methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"])
+                for prefix in ("/api/{path:path}", "/connectors/{ref}/{path:path}")
             ),
             Mount("/", app=mcp_http),
         ],

@@ -27,6 +27,7 @@ from connectors.errors import (
     UpstreamError,
 )
 from server.errors import ApiError
+from server.files import FileService
 from server.oauth_connections import OAuthConnections
 from server.settings import Settings
 from server.waiters import ConnectionWaiters
@@ -90,6 +91,7 @@ class Hub:
         self.runner = runner
         self.waiters = ConnectionWaiters()
         self.tokens = TokenKeeper(store, vault)
+        self.files = FileService(settings, store)
         self.oauth = OAuthConnections(
             settings=settings, catalog=catalog, store=store, flows=flows, vault=vault, waiters=self.waiters
         )
@@ -261,6 +263,10 @@ class Hub:
         """
         if connector.spec.availability == "deprecated":
             raise ApiError(400, f"connector {connector.slug} is deprecated")
+        if connector.spec.files:
+            raise ApiError(
+                400, f"{connector.slug} connections are made with POST /connectors (the files API)"
+            )
         if not self.is_configured(connector):
             env = f"TENDRIL_{connector.slug.upper()}_CLIENT_ID and _CLIENT_SECRET"
             raise ApiError(400, f"connector {connector.slug} is not configured yet: set {env}")

@@ -61,6 +61,20 @@ class Settings(BaseSettings):
         10.0, ge=0, description="Longest rate-limit wait Tendril sits out itself before telling the caller."
     )
     agent_key: SecretStr | None = Field(None, description="Agent key used by `tendril mcp` (stdio).")
+    files_url: str | None = Field(
+        None,
+        description="fsspec URL where uploaded files live. Default: <data_dir>/files. Use gs://bucket/prefix "
+        "or s3://bucket/prefix when several replicas share files; empty turns uploads off (503).",
+    )
+    max_upload_bytes: int = Field(2 << 30, gt=0, description="Largest file upload accepted (413 past it).")
+    gcs_token: str | None = Field(
+        None,
+        description="How gcs connections authenticate to Google: google_default (the server's "
+        "application default credentials), a service-account JSON file path, or anon (emulators). "
+        "Unset: GCS connections are refused with 503.",
+    )
+    gcs_endpoint_url: str | None = Field(None, description="GCS JSON API base (an emulator in tests).")
+    gcs_project: str | None = Field(None, description="Google Cloud project for GCS requests.")
     connectors: dict[str, ConnectorSettings] = Field(
         default_factory=dict, description="Filled from TENDRIL_<SLUG>_* variables."
     )
@@ -72,6 +86,12 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("TENDRIL_PUBLIC_URL must be an absolute http(s) URL")
         return value.rstrip("/")
+
+    @cached_property
+    def resolved_files_url(self) -> str | None:
+        if self.files_url == "":
+            return None
+        return self.files_url or (self.data_dir.resolve() / "files").as_uri()
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -15,8 +15,9 @@ import codecs
 import uuid
 from array import array
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.to_thread
@@ -116,7 +117,7 @@ class FileStore:
         path = self._path(key)
         indexer = _Indexer(encoding)
         await anyio.to_thread.run_sync(self.fs.makedirs, self._path(prefix), True)
-        handle = await anyio.to_thread.run_sync(self.fs.open, path, "wb")
+        handle: Any = await anyio.to_thread.run_sync(self.fs.open, path, "wb")
         try:
             async for chunk in chunks:
                 if indexer.size + len(chunk) > max_bytes:
@@ -126,7 +127,9 @@ class FileStore:
             indexer.finish()
             await anyio.to_thread.run_sync(handle.close)
             total = _line_count(indexer.size, indexer.newlines, indexer.last_byte == b"\n")
-            await anyio.to_thread.run_sync(self.fs.pipe_file, path + ".lines", indexer.block_newlines.tobytes())
+            await anyio.to_thread.run_sync(
+                self.fs.pipe_file, path + ".lines", indexer.block_newlines.tobytes()
+            )
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(handle.close)
@@ -136,50 +139,60 @@ class FileStore:
 
     async def delete(self, key: str) -> None:
         for path in (self._path(key), self._path(key) + ".lines"):
-            try:
+            with suppress(FileNotFoundError):
                 await anyio.to_thread.run_sync(self.fs.rm_file, path)
-            except FileNotFoundError:
-                pass
 
     async def read_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of the object (end past the size is clipped)."""
-        return await anyio.to_thread.run_sync(self._read_range, key, start, end)
-
-    def _read_range(self, key: str, start: int, end: int) -> bytes:
-        with self.fs.open(self._path(key), "rb") as handle:
-            handle.seek(start)
-            return handle.read(max(end - start, 0))
+        return await anyio.to_thread.run_sync(read_range, self.fs, self._path(key), start, end)
 
     async def read_lines(self, key: str, offset: int, limit: int | None) -> bytes:
         """Lines [offset, offset + limit) as bytes, line ends kept; found through the index."""
-        return await anyio.to_thread.run_sync(self._read_lines, key, offset, limit)
 
-    def _read_lines(self, key: str, offset: int, limit: int | None) -> bytes:
-        index = array("Q")
-        index.frombytes(self.fs.cat_file(self._path(key) + ".lines"))
+        def work() -> bytes:
+            index = array("Q")
+            index.frombytes(cast(bytes, self.fs.cat_file(self._path(key) + ".lines")))
+            return read_lines(self.fs, self._path(key), offset, limit, index)
+
+        return await anyio.to_thread.run_sync(work)
+
+
+def read_range(fs: AbstractFileSystem, path: str, start: int, end: int) -> bytes:
+    handle: Any
+    with fs.open(path, "rb") as handle:
+        handle.seek(start)
+        return bytes(handle.read(max(end - start, 0)))
+
+
+def read_lines(
+    fs: AbstractFileSystem, path: str, offset: int, limit: int | None, index: array[int] | None = None
+) -> bytes:
+    """Lines [offset, offset + limit) of `path` (blocking). With an index (newlines before each
+    INDEX_BLOCK_BYTES block) it seeks to the block holding the line; without one it scans."""
+    block = 0
+    if offset and index is not None:
         # The last block that starts before the offset-th newline: the line begins inside it.
-        block = 0
-        if offset:
-            low, high = 0, len(index) - 1
-            while low < high:
-                middle = (low + high + 1) // 2
-                if index[middle] < offset:
-                    low = middle
-                else:
-                    high = middle - 1
-            block = low
-        skip = offset - index[block] if offset else 0
-        with self.fs.open(self._path(key), "rb", block_size=_READ_BYTES) as handle:
-            handle.seek(block * INDEX_BLOCK_BYTES)
-            pending = b""
-            while skip:
-                data = handle.read(INDEX_BLOCK_BYTES)
-                if not data:
-                    return b""
-                parts = (pending + data).split(b"\n", skip)
-                skip -= len(parts) - 1
-                pending = parts[-1] if skip == 0 else b""
-            return _take_lines(handle, pending, limit)
+        low, high = 0, len(index) - 1
+        while low < high:
+            middle = (low + high + 1) // 2
+            if index[middle] < offset:
+                low = middle
+            else:
+                high = middle - 1
+        block = low
+    skip = offset - (index[block] if index is not None else 0)
+    handle: Any
+    with fs.open(path, "rb", block_size=_READ_BYTES) as handle:
+        handle.seek(block * INDEX_BLOCK_BYTES)
+        pending = b""
+        while skip:
+            data = handle.read(INDEX_BLOCK_BYTES)
+            if not data:
+                return b""
+            parts = (pending + data).split(b"\n", skip)
+            skip -= len(parts) - 1
+            pending = parts[-1] if skip == 0 else b""
+        return _take_lines(handle, pending, limit)
 
 
 def _take_lines(handle: Any, pending: bytes, limit: int | None) -> bytes:

@@ -500,6 +500,12 @@ class Store:
                 table.update().where(table.c.id == connection_id).values(refresh_lock_until=None)
             )
 
+    async def record_connection_facts(
+        self, owner_id: UUID, connection_id: UUID, *, account: Mapping[str, Any], status: str
+    ) -> ConnectionRecord | None:
+        """Replace what is known about a connection (for a file: its object, size, lines)."""
+        return await self._update_connection(owner_id, connection_id, account=dict(account), status=status)
+
     async def set_connection_status(
         self, owner_id: UUID, connection_id: UUID, status: str, *, last_error: str | None = None
     ) -> ConnectionRecord | None:

@@ -31,6 +31,7 @@ from tests.fakes.oauth import FakeOAuthProvider
 from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import FakeTelegram
 from tests.support.asgi import Swappable
+from tests.support.gcs import GcsEmulator, gcs_emulator
 from tests.support.postgres import PostgresCluster, throwaway_postgres
 
 # Canary secrets: tests assert these never show up in a response, a log line or a tool result.
@@ -116,8 +117,14 @@ def master_key() -> str:
     return generate_key()
 
 
+@pytest.fixture(scope="session")
+def gcs() -> Iterator[GcsEmulator]:
+    with gcs_emulator() as emulator:
+        yield emulator
+
+
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path, fakes: Fakes, master_key: str) -> Settings:
+def settings(database_url: str, tmp_path: Path, fakes: Fakes, master_key: str, gcs: GcsEmulator) -> Settings:
     return Settings(
         env="test",
         data_dir=tmp_path / "data",
@@ -126,6 +133,8 @@ def settings(database_url: str, tmp_path: Path, fakes: Fakes, master_key: str) -
         public_url="http://127.0.0.1:8080",
         action_timeout_seconds=5,
         max_retry_wait_seconds=2,
+        gcs_token="anon",
+        gcs_endpoint_url=gcs.url,
         connectors={
             "slack": ConnectorSettings(api_base=fakes.slack_url),
             "telegram": ConnectorSettings(api_base=fakes.telegram_url),

@@ -68,7 +68,8 @@ class Probe:
         self.texts += [str(error), error.message, repr(error.facts()), repr(error.detail)]
 
 
-@pytest.fixture(params=sorted(CATALOG))
+# Files connectors (uploaded files, buckets) have no actions; tests/server/test_files_api.py covers them.
+@pytest.fixture(params=sorted(slug for slug, connector in CATALOG.items() if connector.actions))
 def probe(
     request: pytest.FixtureRequest, loopback: Loopback, caplog: pytest.LogCaptureFixture
 ) -> Iterator[Probe]:
