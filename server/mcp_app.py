@@ -33,6 +33,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
+from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,6 +43,7 @@ from connectors.errors import ConnectorError, InvalidInput, NotConnected
 from server import errors
 from server.errors import ApiError
 from server.hub import Hub
+from server.mcp_resources import ResourceHandlers
 from storage.repositories import ConnectionRecord, ConnectionStatus
 
 logger = logging.getLogger(__name__)
@@ -557,18 +559,6 @@ class ToolHandlers:
         return check
 
     # -- the rest of the protocol -------------------------------------------------------------------
-    async def list_resources(
-        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourcesResult:
-        await self._resolve_caller(ctx)
-        return types.ListResourcesResult(resources=[])
-
-    async def complete(
-        self, ctx: ServerRequestContext[Any], params: types.CompleteRequestParams
-    ) -> types.CompleteResult:
-        await self._resolve_caller(ctx)
-        return types.CompleteResult(completion=types.Completion(values=[], total=0, has_more=False))
-
     async def set_logging_level(
         self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams
     ) -> types.EmptyResult:
@@ -593,6 +583,16 @@ def _no_param_headers(_tool_name: str) -> None:
 
 def build_mcp_server(hub: Hub, resolve_caller: CallerResolver) -> Server[Any]:
     handlers = ToolHandlers(hub, resolve_caller)
+    resources = ResourceHandlers(hub, resolve_caller)
+
+    async def complete(
+        ctx: ServerRequestContext[Any], params: types.CompleteRequestParams
+    ) -> types.CompleteResult:
+        values = (await resources.complete(ctx, params))[:100]
+        return types.CompleteResult(
+            completion=types.Completion(values=values, total=len(values), has_more=False)
+        )
+
     server: Server[Any] = Server(
         "tendril",
         version="0.1.0",
@@ -602,8 +602,13 @@ def build_mcp_server(hub: Hub, resolve_caller: CallerResolver) -> Server[Any]:
         get_tool_input_schema=_no_param_headers,
         on_list_tools=handlers.list_tools,
         on_call_tool=handlers.call_tool,
-        on_list_resources=handlers.list_resources,
-        on_completion=handlers.complete,
+        on_list_resources=resources.list_resources,
+        on_list_resource_templates=resources.list_templates,
+        on_read_resource=resources.read_resource,
+        on_subscribe_resource=resources.subscribe,
+        on_unsubscribe_resource=resources.unsubscribe,
+        on_subscriptions_listen=ListenHandler(resources.bus),
+        on_completion=complete,
     )
     # Registered directly: the constructor argument warns that logging is deprecated in 2026-07-28,
     # but 2025 clients (and the conformance suite) still send logging/setLevel.

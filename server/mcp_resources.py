@@ -1,0 +1,284 @@
+"""File connections as MCP resources, gated exactly like tools: the agent must allow `local_file`
+or `gcs`, and only its owner's connections exist for it.
+
+URIs: `tendril://files/{connection}` (an uploaded file) and `tendril://gcs/{connection}/{+path}`
+(an object under a GCS connection's folder); both take `?offset=&limit=` for a chunk of lines.
+Re-uploads notify `resources/subscribe` sessions (2025-11-25) and `subscriptions/listen` streams
+(2026-07-28) of this process.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+from uuid import UUID
+
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
+from mcp.shared.exceptions import MCPError
+
+from server.errors import ApiError
+from server.files import GCS, LOCAL_FILE, Chunk
+from server.hub import Hub
+from storage.repositories import ConnectionRecord, ConnectionStatus
+
+if TYPE_CHECKING:
+    from server.mcp_app import Caller
+
+logger = logging.getLogger(__name__)
+
+RESOURCE_NOT_FOUND = -32002  # the spec's code for resources/read of an unknown URI
+PAGE_SIZE = 100
+FILE_TEMPLATE = "tendril://files/{connection}{?offset,limit}"
+GCS_TEMPLATE = "tendril://gcs/{connection}/{+path}{?offset,limit}"
+FILE_SLUGS = (LOCAL_FILE, GCS)
+
+
+def file_uri(record: ConnectionRecord) -> str:
+    return f"tendril://files/{record.id}"
+
+
+def gcs_uri(record: ConnectionRecord, path: str) -> str:
+    return f"tendril://gcs/{record.id}/{path}"
+
+
+class _Target:
+    """A parsed resource URI: which connection, which object (GCS), which chunk."""
+
+    def __init__(self, uri: str) -> None:
+        parts = urlsplit(uri)
+        connection, _, path = parts.path.lstrip("/").partition("/")
+        if parts.scheme != "tendril" or parts.netloc not in ("files", "gcs"):
+            raise MCPError(RESOURCE_NOT_FOUND, f"unknown resource {uri}")
+        try:
+            self.connection_id = UUID(connection)
+        except ValueError:
+            raise MCPError(RESOURCE_NOT_FOUND, f"unknown resource {uri}") from None
+        self.slug = LOCAL_FILE if parts.netloc == "files" else GCS
+        self.path = path
+        if (self.slug == GCS) != bool(path):
+            raise MCPError(RESOURCE_NOT_FOUND, f"unknown resource {uri}")
+        query = parse_qs(parts.query)
+        self.offset = _whole(query, "offset")
+        self.limit = _whole(query, "limit")
+        self.base = uri.split("?", 1)[0]
+
+
+def _whole(query: dict[str, list[str]], name: str) -> int | None:
+    values = query.get(name)
+    if not values or values[-1] == "":
+        return None
+    if not values[-1].isdigit():
+        raise MCPError(types.INVALID_PARAMS, f"{name} must be a whole number of at least 0")
+    return int(values[-1])
+
+
+def _cursor(record_id: str, after: str | None) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"from": record_id, "after": after}).encode()).decode()
+
+
+def _parse_cursor(cursor: str | None) -> tuple[str | None, str | None]:
+    if not cursor:
+        return None, None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return str(data["from"]), data.get("after")
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise MCPError(types.INVALID_PARAMS, "invalid cursor") from None
+
+
+class ResourceHandlers:
+    def __init__(
+        self, hub: Hub, resolve_caller: Callable[[ServerRequestContext[Any]], Awaitable[Caller]]
+    ) -> None:
+        self._hub = hub
+        self._files = hub.files
+        self._resolve_caller = resolve_caller
+        self.bus = InMemorySubscriptionBus()
+        # Sessions held strongly (the SDK's request context is not what keeps them alive); a session
+        # that can no longer be notified is dropped on the next update.
+        self._subscribers: dict[str, set[Any]] = {}
+        self._files.listeners.append(self._file_changed)
+
+    async def _visible(self, caller: Caller) -> list[ConnectionRecord]:
+        slugs = [s for s in FILE_SLUGS if s in caller.allowed_connectors]
+        if not slugs:
+            return []
+        records = await self._hub.store.list_connections(
+            caller.owner_id, connector_slugs=slugs, status=ConnectionStatus.ACTIVE
+        )
+        return sorted(records, key=lambda r: str(r.id))
+
+    async def _target(self, ctx: ServerRequestContext[Any], uri: str) -> tuple[_Target, ConnectionRecord]:
+        caller = await self._resolve_caller(ctx)
+        target = _Target(uri)
+        record = None
+        if target.slug in caller.allowed_connectors:
+            record = await self._hub.store.get_connection(caller.owner_id, target.connection_id)
+        if record is None or record.connector_slug != target.slug or record.status != ConnectionStatus.ACTIVE:
+            raise MCPError(RESOURCE_NOT_FOUND, f"unknown resource {uri}")
+        return target, record
+
+    # -- listing -------------------------------------------------------------------------------
+    async def list_resources(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        caller = await self._resolve_caller(ctx)
+        start, after = _parse_cursor(params.cursor if params else None)
+        resources: list[types.Resource] = []
+        for record in await self._visible(caller):
+            if start is not None and str(record.id) < start:
+                continue
+            if len(resources) >= PAGE_SIZE:
+                return types.ListResourcesResult(
+                    resources=resources, next_cursor=_cursor(str(record.id), None)
+                )
+            if record.connector_slug == LOCAL_FILE:
+                resources.append(self._file_resource(record))
+                continue
+            resume = after if start == str(record.id) else None
+            objects, more = await self._guarded(
+                self._files.list_gcs(record, after=resume, page_size=PAGE_SIZE - len(resources))
+            )
+            resources += [
+                types.Resource(
+                    uri=gcs_uri(record, o["path"]),
+                    name=f"{record.label}/{o['path']}",
+                    mime_type=o["mime_type"],
+                    size=o["size"],
+                    description=f"Object in {record.config['gcs_url']}",
+                )
+                for o in objects
+            ]
+            if more is not None:
+                return types.ListResourcesResult(
+                    resources=resources, next_cursor=_cursor(str(record.id), more)
+                )
+        return types.ListResourcesResult(resources=resources)
+
+    @staticmethod
+    def _file_resource(record: ConnectionRecord) -> types.Resource:
+        facts = record.account
+        return types.Resource(
+            uri=file_uri(record),
+            name=record.label,
+            title=record.config.get("filename") or record.label,
+            mime_type=facts.get("mime_type"),
+            size=facts.get("file_size"),
+            description=f"Uploaded file ({facts.get('total_lines')} lines); add ?offset=&limit= for lines",
+        )
+
+    async def list_templates(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        caller = await self._resolve_caller(ctx)
+        templates = []
+        if LOCAL_FILE in caller.allowed_connectors:
+            templates.append(
+                types.ResourceTemplate(
+                    uri_template=FILE_TEMPLATE,
+                    name="file-lines",
+                    title="Lines of an uploaded file",
+                    description="`limit` lines of an uploaded file from line `offset` (0-based).",
+                )
+            )
+        if GCS in caller.allowed_connectors:
+            templates.append(
+                types.ResourceTemplate(
+                    uri_template=GCS_TEMPLATE,
+                    name="gcs-object",
+                    title="An object in a GCS folder",
+                    description="Any object under a GCS connection's folder; offset/limit read lines.",
+                )
+            )
+        return types.ListResourceTemplatesResult(resource_templates=templates)
+
+    # -- reading -------------------------------------------------------------------------------
+    async def read_resource(
+        self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        uri = str(params.uri)
+        target, record = await self._target(ctx, uri)
+        if target.slug == LOCAL_FILE:
+            chunk = await self._guarded(
+                self._files.read_local(record, offset=target.offset, limit=target.limit)
+            )
+        else:
+            chunk = await self._guarded(
+                self._files.read_gcs(record, target.path, offset=target.offset, limit=target.limit)
+            )
+        return types.ReadResourceResult(contents=[_contents(uri, chunk)])
+
+    @staticmethod
+    async def _guarded(work: Awaitable[Any]) -> Any:
+        try:
+            return await work
+        except ApiError as error:
+            code = RESOURCE_NOT_FOUND if error.status == 404 else types.INVALID_PARAMS
+            raise MCPError(code, str(error)) from None
+
+    # -- subscriptions ------------------------------------------------------------------------
+    async def subscribe(
+        self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
+    ) -> types.EmptyResult:
+        target, _record = await self._target(ctx, str(params.uri))
+        self._subscribers.setdefault(target.base, set()).add(ctx.session)
+        return types.EmptyResult()
+
+    async def unsubscribe(
+        self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
+    ) -> types.EmptyResult:
+        base = str(params.uri).split("?", 1)[0]
+        sessions = self._subscribers.get(base)
+        if sessions is not None:
+            sessions.discard(ctx.session)
+        return types.EmptyResult()
+
+    async def _file_changed(self, record: ConnectionRecord) -> None:
+        uri = file_uri(record)
+        for session in list(self._subscribers.get(uri, ())):
+            try:
+                await session.send_resource_updated(uri)
+            except Exception:  # a closed session: forget it, keep notifying the others
+                logger.debug("could not notify a subscriber of %s", uri, exc_info=True)
+                self._subscribers[uri].discard(session)
+        await self.bus.publish(ResourceUpdated(uri=uri))
+
+    # -- completions --------------------------------------------------------------------------
+    async def complete(
+        self, ctx: ServerRequestContext[Any], params: types.CompleteRequestParams
+    ) -> list[str]:
+        ref = params.ref
+        if not isinstance(ref, types.ResourceTemplateReference) or ref.uri not in (
+            FILE_TEMPLATE,
+            GCS_TEMPLATE,
+        ):
+            return []
+        caller = await self._resolve_caller(ctx)
+        slug = LOCAL_FILE if ref.uri == FILE_TEMPLATE else GCS
+        typed = params.argument.value
+        records = [r for r in await self._visible(caller) if r.connector_slug == slug]
+        if params.argument.name == "connection":
+            return [str(r.id) for r in records if str(r.id).startswith(typed) or r.label.startswith(typed)]
+        if params.argument.name == "path" and slug == GCS:
+            chosen = (params.context.arguments or {}).get("connection") if params.context else None
+            matches: list[str] = []
+            for record in records:
+                if chosen and str(record.id) != chosen:
+                    continue
+                objects, _more = await self._guarded(self._files.list_gcs(record, page_size=1000))
+                matches += [o["path"] for o in objects if o["path"].startswith(typed)]
+            return matches
+        return []
+
+
+def _contents(uri: str, chunk: Chunk) -> types.TextResourceContents | types.BlobResourceContents:
+    if chunk.text is not None:
+        return types.TextResourceContents(uri=uri, mime_type=chunk.mime_type, text=chunk.text)
+    return types.BlobResourceContents(uri=uri, mime_type=chunk.mime_type, blob=chunk.content)
