@@ -81,8 +81,19 @@ class FileService:
         self.settings = settings
         self.store = store
         url = settings.resolved_files_url
-        self.file_store = FileStore(url) if url else None
+        self.file_store = FileStore(url, **self._storage_options(url)) if url else None
         self.listeners: list[FileChanged] = []
+
+    def _storage_options(self, url: str) -> dict[str, Any]:
+        """Files kept in GCS use the same Google settings as gcs connections."""
+        if not url.startswith("gs://"):
+            return {}
+        options = {
+            "token": self.settings.gcs_token or "google_default",
+            "endpoint_url": self.settings.gcs_endpoint_url,
+            "project": self.settings.gcs_project,
+        }
+        return {k: v for k, v in options.items() if v is not None}
 
     # -- lookups -----------------------------------------------------------------------------
     async def get(self, owner_id: UUID, ref: str) -> ConnectionRecord:

@@ -100,8 +100,17 @@ class _Indexer:
 
 class FileStore:
     def __init__(self, url: str, **storage_options: Any) -> None:
-        fs, root = fsspec.core.url_to_fs(url, **storage_options)
-        self.fs: AbstractFileSystem = fs
+        """`storage_options` go to the filesystem (for gs://: token, endpoint_url, project)."""
+        if url.startswith("gs://"):
+            # gcsfs's core class: its 2026 default (Extended) first asks a gRPC control API about
+            # every bucket, which standard buckets do not need and emulators do not serve.
+            from gcsfs.core import GCSFileSystem
+
+            fs: AbstractFileSystem = GCSFileSystem(**storage_options)
+            root = url.removeprefix("gs://")
+        else:
+            fs, root = fsspec.core.url_to_fs(url, **storage_options)
+        self.fs = fs
         self.root = root.rstrip("/")
         self.url = url
 

@@ -246,3 +246,21 @@ async def test_file_connections_are_connections_too(api: httpx.AsyncClient) -> N
     made_elsewhere = await api.post("/api/v1/connections", json={"connectorSlug": "local_file"})
     assert_error(made_elsewhere, 400, "BAD_REQUEST", "POST /connectors")
     assert ref
+
+
+async def test_uploads_can_live_in_a_bucket_shared_by_replicas(settings: Settings, gcs: GcsEmulator) -> None:
+    shared = settings.model_copy(update={"files_url": "gs://tendril-test/replicas"})
+    async with running_tendril(shared) as first, running_tendril(shared) as second:
+        owner = await first.new_owner()
+        async with first.raw() as api_one, second.raw() as api_two:
+            for api in (api_one, api_two):
+                api.headers["X-Api-Key"] = owner.api_key
+            ref = (await create_local(api_one))["id"]
+            assert (await upload(api_one, ref, CSV)).status_code == 200
+            page = (
+                await api_two.get(f"/connectors/{ref}/content", params={"offset": 100, "limit": 2})
+            ).json()
+    assert page["content"] == "".join(CSV.splitlines(keepends=True)[100:102])
+    assert any(
+        path.startswith("tendril-test/replicas/") for path in gcs.filesystem().find("tendril-test/replicas")
+    )

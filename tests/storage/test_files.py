@@ -9,6 +9,7 @@ import pytest
 
 from storage import files
 from storage.files import BadEncoding, FileStore, UploadTooLarge
+from tests.support.gcs import GcsEmulator
 
 pytestmark = pytest.mark.anyio
 
@@ -68,3 +69,16 @@ async def test_too_large_stops_streaming_and_removes_the_partial_object(
     with pytest.raises(UploadTooLarge):
         await store.save("c5", chunks(b"x" * 500, 50), max_bytes=120, encoding=None)
     assert list((tmp_path / "files" / "c5").iterdir()) == []
+
+
+async def test_the_same_store_works_on_a_gcs_bucket(gcs: GcsEmulator) -> None:
+    """gs://bucket/prefix: what several replicas share; the emulator stands in for GCS."""
+    store = FileStore("gs://tendril-test/uploads", token="anon", endpoint_url=gcs.url, project="test")
+    data = numbered(5000)
+    saved = await store.save("c6", chunks(data, 70_000), max_bytes=10**7, encoding="utf-8")
+    assert saved.total_lines == 5000
+    lines = data.splitlines(keepends=True)
+    assert await store.read_lines(saved.key, 4321, 3) == b"".join(lines[4321:4324])
+    assert gcs.filesystem().exists(f"tendril-test/uploads/{saved.key}.lines")
+    await store.delete(saved.key)
+    assert not gcs.filesystem().exists(f"tendril-test/uploads/{saved.key}")
