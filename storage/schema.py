@@ -82,6 +82,9 @@ agents = sa.Table(
     _created(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("deleted_at", UTCDateTime()),
+    # Push delivery of the agent's jobs: where to POST them, and the HMAC secret (sealed).
+    sa.Column("delivery_url", sa.String(2000)),
+    sa.Column("sealed_delivery_secret", sa.Text()),
     sa.Index(None, "owner_id"),
 )
 
@@ -140,4 +143,71 @@ web_sessions = sa.Table(
     _created(),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Column("revoked_at", UTCDateTime()),
+)
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    _id(),
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("connection_id", sa.Uuid(), sa.ForeignKey("connections.id", ondelete="CASCADE")),
+    sa.Column("provider", sa.String(32), nullable=False),
+    # The provider's signing secrets as one sealed JSON object (auth.crypto), never plaintext.
+    sa.Column("sealed_secrets", sa.Text(), nullable=False),
+    # Agent ids the events go to; NULL: the owner's agents that allow the provider.
+    sa.Column("agent_ids", sa.JSON()),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("delivery_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("duplicate_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("rejected_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("last_delivery_at", UTCDateTime()),
+    sa.Column("last_error", sa.Text()),
+    sa.Column("last_error_at", UTCDateTime()),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("deleted_at", UTCDateTime()),
+    sa.Index(None, "owner_id"),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    _id(),
+    sa.Column(
+        "endpoint_id", sa.Uuid(), sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False
+    ),
+    # The provider's own id for the event: the dedupe key (at-least-once delivery everywhere).
+    sa.Column("event_id", sa.String(200), nullable=False),
+    sa.Column("event_key", sa.String(200), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("endpoint_id", "event_id"),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    _id(),
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("agent_id", sa.Uuid(), sa.ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "delivery_id", sa.Uuid(), sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("event_key", sa.String(200), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    # queued -> running -> succeeded | failed (retried later) -> dead (no attempts left)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("max_attempts", sa.Integer(), nullable=False),
+    sa.Column("run_after", UTCDateTime(), nullable=False),
+    sa.Column("lease_until", UTCDateTime()),
+    sa.Column("claimed_by", sa.String(100)),
+    sa.Column("last_error", sa.Text()),
+    sa.Column("result", sa.JSON()),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime()),
+    sa.UniqueConstraint("delivery_id", "agent_id"),
+    sa.Index(None, "status", "run_after"),
+    sa.Index(None, "agent_id", "status"),
 )

@@ -1,0 +1,115 @@
+"""The shapes every provider receiver shares, and the checks they have in common."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+from urllib.parse import parse_qsl
+
+
+@dataclass(frozen=True)
+class Inbound:
+    method: str
+    url: str  # as the provider requested it (Twilio signs it)
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    now: float  # Unix seconds
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    event_key: str
+    payload: Any
+    reply: Reply | None = None  # what to answer instead of the default 200
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+
+
+class Refused(Exception):
+    """Not verified, or not acceptable; `status` is what the provider should see."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Receiver(Protocol):
+    provider: ClassVar[str]
+    secret_names: ClassVar[tuple[str, ...]]  # what setup must be given (Telegram makes its own)
+
+    def receive(self, inbound: Inbound, secrets: Mapping[str, str]) -> Event | Reply: ...
+
+
+def forged(reason: str = "signature does not match") -> Refused:
+    return Refused(403, reason)
+
+
+def hmac_hex(key: str | bytes, message: bytes, digest: str = "sha256") -> str:
+    secret = key.encode() if isinstance(key, str) else key
+    return hmac.new(secret, message, getattr(hashlib, digest)).hexdigest()
+
+
+def same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def json_body(inbound: Inbound) -> Any:
+    try:
+        return json.loads(inbound.body)
+    except (ValueError, UnicodeDecodeError):
+        raise Refused(400, "body is not valid JSON") from None
+
+
+def json_object(inbound: Inbound) -> dict[str, Any]:
+    body = json_body(inbound)
+    if not isinstance(body, dict):
+        raise Refused(400, "body must be a JSON object")
+    return body
+
+
+def form_body(inbound: Inbound) -> dict[str, list[str]]:
+    try:
+        pairs = parse_qsl(
+            inbound.body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(inbound.body)
+        )
+    except (ValueError, UnicodeDecodeError):
+        raise Refused(400, "body is not valid form data") from None
+    form: dict[str, list[str]] = {}
+    for key, value in pairs:
+        form.setdefault(key, []).append(value)
+    return form
+
+
+def fresh(timestamp: str, now: float, window: float, *, future_too: bool = True) -> None:
+    """Refuse a signed timestamp outside the replay window."""
+    try:
+        moment = float(timestamp)
+    except ValueError:
+        raise forged("timestamp missing or not a number") from None
+    if now - moment > window or (future_too and moment - now > window):
+        raise forged(f"timestamp outside the {window:g}s replay window")
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one (payload fields are untrusted)."""
+    return value if isinstance(value, dict) else {}
+
+
+def key_part(value: Any) -> str:
+    """A normalised event-key segment: lower case, dots for separators."""
+    return str(value).strip().lower().replace(" ", "_").replace("/", ".")
