@@ -25,6 +25,7 @@ from server.settings import Settings
 from server.web import pages
 from server.web.files_api import files_routes
 from server.web.routes import api_routes
+from server.web.webhooks_api import webhook_routes
 from storage import db
 from storage.flows import FlowStore
 from storage.repositories import Store
@@ -127,6 +128,7 @@ def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             *api_routes(),
             *files_routes(),
+            *webhook_routes(),
             *pages.page_routes(),
             *(
                 Route(prefix, api_not_found, methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"])

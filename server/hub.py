@@ -26,11 +26,13 @@ from connectors.errors import (
     RateLimited,
     UpstreamError,
 )
+from connectors.webhooks import RECEIVERS
 from server.errors import ApiError
 from server.files import FileService
 from server.oauth_connections import OAuthConnections
 from server.settings import Settings
 from server.waiters import ConnectionWaiters
+from server.webhooks import WebhookService
 from storage.flows import FlowStore
 from storage.repositories import (
     AgentRecord,
@@ -92,6 +94,7 @@ class Hub:
         self.waiters = ConnectionWaiters()
         self.tokens = TokenKeeper(store, vault)
         self.files = FileService(settings, store)
+        self.webhooks = WebhookService(settings, store, vault, catalog)
         self.oauth = OAuthConnections(
             settings=settings, catalog=catalog, store=store, flows=flows, vault=vault, waiters=self.waiters
         )
@@ -157,7 +160,8 @@ class Hub:
     def check_allowed_connectors(self, slugs: Any) -> list[str]:
         if not isinstance(slugs, list) or not all(isinstance(s, str) for s in slugs):
             raise ApiError(400, "allowedConnectors must be a list of connector slugs")
-        unknown = [s for s in slugs if s not in self.catalog]
+        # Webhook-only providers (twilio, whatsapp) may be allowed too: their events become jobs.
+        unknown = [s for s in slugs if s not in self.catalog and s not in RECEIVERS]
         if unknown:
             raise ApiError(400, f"unknown connector slug(s): {', '.join(unknown)}")
         return list(dict.fromkeys(slugs))

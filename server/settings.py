@@ -75,6 +75,19 @@ class Settings(BaseSettings):
     )
     gcs_endpoint_url: str | None = Field(None, description="GCS JSON API base (an emulator in tests).")
     gcs_project: str | None = Field(None, description="Google Cloud project for GCS requests.")
+    webhook_base_url: str | None = Field(
+        None, description="Public https base of the webhook receivers. Default: TENDRIL_PUBLIC_URL."
+    )
+    webhook_allow_insecure_urls: bool = Field(
+        False, description="Development only: let setup hand out http:// or localhost receiver URLs."
+    )
+    webhook_max_body_bytes: int = Field(1 << 20, gt=0, description="Largest webhook body accepted (413).")
+    job_max_attempts: int = Field(5, ge=1, le=100, description="Attempts per job before it is dead.")
+    job_lease_seconds: float = Field(300.0, gt=0, description="How long a claimed job stays leased.")
+    google_certs_url: str = Field(
+        "https://www.googleapis.com/oauth2/v1/certs",
+        description="Google's token signing certificates (for Gmail push's Pub/Sub OIDC tokens).",
+    )
     connectors: dict[str, ConnectorSettings] = Field(
         default_factory=dict, description="Filled from TENDRIL_<SLUG>_* variables."
     )

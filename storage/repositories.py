@@ -314,6 +314,28 @@ class Store:
         return result.rowcount == 1
 
     # -- connections ------------------------------------------------------------------------
+    async def set_agent_delivery(
+        self, owner_id: UUID, agent_id: UUID, *, url: str | None, sealed_secret: str | None
+    ) -> bool:
+        """Where Tendril pushes the agent's jobs (None: the agent pulls them over MCP)."""
+        table = schema.agents
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                table.update()
+                .where(table.c.id == agent_id, table.c.owner_id == owner_id, table.c.deleted_at.is_(None))
+                .values(delivery_url=url, sealed_delivery_secret=sealed_secret, updated_at=self.clock())
+            )
+        return bool(result.rowcount)
+
+    async def agent_delivery(self, agent_id: UUID) -> tuple[str, str] | None:
+        table = schema.agents
+        query = sa.select(table.c.delivery_url, table.c.sealed_delivery_secret).where(
+            table.c.id == agent_id, table.c.deleted_at.is_(None), table.c.delivery_url.is_not(None)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return (row.delivery_url, row.sealed_delivery_secret) if row else None
+
     async def create_connection(
         self,
         owner_id: UUID,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -67,7 +68,9 @@ class FakeTelegram:
             "getme": self._get_me,
             "sendmessage": self._send_message,
             "getupdates": self._get_updates,
+            "setwebhook": self._set_webhook,
         }
+        self.webhooks: dict[str, JSON] = {}  # bot token -> {url, secret_token, ...}
         self.add_chat(123456789, first_name="Alice")
 
     # --- test controls -------------------------------------------------------
@@ -232,6 +235,26 @@ class FakeTelegram:
         allowed = _json_list(params.get("allowed_updates"))
         pending = [u for u in self.updates if not allowed or any(k in u for k in allowed)]
         return pending[:limit]
+
+    def _set_webhook(self, params: JSON, bot: JSON, token: str) -> bool:
+        """As the Bot API checks it: an https URL on an allowed port, a secret_token of 1-256 safe chars."""
+        url = str(params.get("url") or "")
+        secret = params.get("secret_token")
+        if url and not url.startswith("https://"):
+            raise TelegramError(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
+            raise TelegramError(400, "Bad Request: secret token contains unallowed characters")
+        with self._lock:
+            self.webhooks[token] = {
+                "url": url,
+                "secret_token": secret,
+                **{
+                    k: params[k]
+                    for k in ("max_connections", "allowed_updates", "drop_pending_updates")
+                    if k in params
+                },
+            }
+        return True
 
     def _resolve_chat(self, chat_id: Any) -> JSON:
         ref = str(chat_id or "")

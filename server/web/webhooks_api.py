@@ -1,0 +1,121 @@
+"""REST for provider webhooks: the shared receiver (no API key: the provider's signature is the
+authentication), endpoint setup, and the job views behind /admin/connector-events."""
+
+from __future__ import annotations
+
+import time
+from uuid import UUID
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from connectors.webhooks import Inbound, Refused
+from server.errors import ApiError
+from server.hub import OwnerPrincipal, parse_uuid
+from server.web._http import endpoint, guarded, hub_of, json_object
+from server.webhooks import receiver_path, render_endpoint, render_job
+from storage.jobs import JobStatus
+
+
+async def receive_webhook(request: Request) -> Response:
+    """POST (and WhatsApp's GET) /api/v1/connectors/webhooks/{provider}/{endpointId}."""
+
+    async def call() -> Response:
+        service = hub_of(request).webhooks
+        provider, endpoint_ref = request.path_params["provider"], request.path_params["endpoint_id"]
+        try:
+            body = await _bounded_body(request, service.settings.webhook_max_body_bytes)
+            query = "?" + request.url.query if request.url.query else ""
+            inbound = Inbound(
+                method=request.method,
+                url=service.base_url + request.url.path + query,  # what the provider signed (Twilio)
+                headers={k.lower(): v for k, v in request.headers.items()},
+                body=body,
+                now=time.time(),
+                query=dict(request.query_params),
+            )
+            reply = await service.receive(provider, endpoint_ref, inbound)
+        except Refused as refusal:
+            return JSONResponse({"error": refusal.reason}, status_code=refusal.status)
+        return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
+
+    return await guarded(request, call)
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise Refused(413, f"body larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Refused(413, f"body larger than {limit} bytes")
+    return bytes(body)
+
+
+@endpoint("write")
+async def set_up_webhook(request: Request, principal: OwnerPrincipal) -> Response:
+    service = hub_of(request).webhooks
+    body = await json_object(request)
+    connection_id = parse_uuid(request.path_params["connection_id"], "connection id")
+    created, setup = await service.setup(
+        principal.owner_id,
+        connection_id,
+        provider=body.get("provider"),
+        secrets=body.get("secrets"),
+        agents=body.get("agents"),
+    )
+    return JSONResponse(
+        {"endpoint": render_endpoint(created, service.url_for(created)), "setup": setup}, status_code=201
+    )
+
+
+@endpoint("read")
+async def list_webhook_endpoints(request: Request, principal: OwnerPrincipal) -> Response:
+    service = hub_of(request).webhooks
+    found = await service.hooks.list_endpoints(principal.owner_id)
+    return JSONResponse({"endpoints": [render_endpoint(e, service.url_for(e)) for e in found]})
+
+
+@endpoint("read")
+async def list_jobs(request: Request, principal: OwnerPrincipal) -> Response:
+    service = hub_of(request).webhooks
+    status = request.query_params.get("status") or None
+    if status is not None and status not in JobStatus.ALL:
+        raise ApiError(400, f"status must be one of {', '.join(JobStatus.ALL)}")
+    agent = request.query_params.get("agent")
+    jobs = await service.jobs.list(
+        principal.owner_id,
+        status=status,
+        agent_id=parse_uuid(agent, "agent id") if agent else None,
+        event_key=request.query_params.get("eventKey") or None,
+    )
+    counts = await service.jobs.count_by_status(principal.owner_id)
+    return JSONResponse({"jobs": [render_job(j) for j in jobs], "counts": counts})
+
+
+@endpoint("write")
+async def retry_job(request: Request, principal: OwnerPrincipal) -> Response:
+    service = hub_of(request).webhooks
+    job_id: UUID = parse_uuid(request.path_params["job_id"], "job id")
+    revived = await service.jobs.retry_dead(job_id, owner_id=principal.owner_id)
+    if revived is None:
+        if await service.jobs.get(job_id, owner_id=principal.owner_id) is None:
+            raise ApiError(404, "job not found")
+        raise ApiError(409, "only dead or failed jobs can be retried")
+    for listener in service.listeners:
+        await listener(revived.agent_id)
+    return JSONResponse({"job": render_job(revived)})
+
+
+def webhook_routes() -> list[Route]:
+    receiver = receiver_path("{provider}", "{endpoint_id}")  # type: ignore[arg-type]
+    return [
+        Route(receiver, receive_webhook, methods=["POST", "GET"]),
+        Route("/api/v1/connections/{connection_id}/webhooks", set_up_webhook, methods=["POST"]),
+        Route("/api/v1/webhook-endpoints", list_webhook_endpoints, methods=["GET"]),
+        Route("/api/v1/jobs", list_jobs, methods=["GET"]),
+        Route("/api/v1/jobs/{job_id}/retry", retry_job, methods=["POST"]),
+    ]

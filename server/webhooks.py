@@ -1,0 +1,282 @@
+"""Provider webhooks into durable agent jobs: endpoint setup, the shared receiver, job consumption.
+
+Receiving: read the raw body (bounded), verify with the provider's scheme (connectors/webhooks),
+then record the delivery and its jobs in one transaction, deduplicated by the provider's event id,
+and only then answer 2xx. A refused delivery stores nothing but a counter on the endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets as token_source
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import httpx
+
+from auth.credentials import CredentialVault
+from connectors import Catalog
+from connectors.webhooks import RECEIVERS, Event, Inbound, Refused, Reply, receiver_for
+from connectors.webhooks.gmail import GmailPushReceiver
+from server.errors import ApiError
+from server.settings import Settings
+from storage.jobs import EndpointRecord, JobQueue, JobRecord, WebhookStore
+from storage.repositories import ConnectionStatus, Store
+
+logger = logging.getLogger(__name__)
+
+# The endpoint id is the associated data of its sealed secrets: a row's secrets open only there.
+_SECRETS_PURPOSE = "webhook-endpoint"
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+
+def receiver_path(provider: str, endpoint_id: UUID) -> str:
+    return f"/api/v1/connectors/webhooks/{provider}/{endpoint_id}"
+
+
+class WebhookService:
+    def __init__(self, settings: Settings, store: Store, vault: CredentialVault, catalog: Catalog) -> None:
+        self.settings = settings
+        self.store = store
+        self.vault = vault
+        self.catalog = catalog
+        self.hooks = WebhookStore(store.engine)
+        self.jobs = JobQueue(store.engine)
+        self.listeners: list[Callable[[UUID], Awaitable[None]]] = []  # told an agent has new jobs
+        self._google_certs: tuple[float, dict[str, str]] = (0.0, {})
+
+    # -- URLs --------------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return (self.settings.webhook_base_url or self.settings.public_url).rstrip("/")
+
+    def url_for(self, endpoint: EndpointRecord) -> str:
+        return self.base_url + receiver_path(endpoint.provider, endpoint.id)
+
+    def _check_public_base(self) -> None:
+        """Providers must never be pointed at an internal or plain-http address."""
+        if self.settings.webhook_allow_insecure_urls:
+            return
+        parts = urlsplit(self.base_url)
+        if (
+            parts.scheme != "https"
+            or (parts.hostname or "") in _LOCAL_HOSTS
+            or parts.hostname.endswith(".local")
+        ):
+            raise ApiError(
+                400,
+                f"webhook URLs would be {self.base_url}: set TENDRIL_WEBHOOK_BASE_URL to the public https "
+                "address providers can reach (TENDRIL_WEBHOOK_ALLOW_INSECURE_URLS=true only in development)",
+            )
+
+    # -- setup -------------------------------------------------------------------------------------
+    async def setup(
+        self,
+        owner_id: UUID,
+        connection_id: UUID,
+        *,
+        provider: Any,
+        secrets: Any,
+        agents: Any = None,
+        register: bool = False,
+    ) -> tuple[EndpointRecord, dict[str, Any]]:
+        """Create an endpoint; returns it and what the owner must do (or what was done)."""
+        if provider not in RECEIVERS:
+            raise ApiError(400, f"unknown webhook provider: {provider!r} ({', '.join(sorted(RECEIVERS))})")
+        connection = await self.store.get_connection(owner_id, connection_id)
+        if connection is None or connection.status == ConnectionStatus.REVOKED:
+            raise ApiError(404, "connection not found")
+        if provider in self.catalog and connection.connector_slug != provider:
+            raise ApiError(
+                400, f"connection {connection_id} is a {connection.connector_slug} connection, not {provider}"
+            )
+        self._check_public_base()
+        given = self._check_secrets(str(provider), secrets)
+        agent_ids = await self._check_agents(owner_id, str(provider), agents)
+        endpoint_id = UUID(bytes=token_source.token_bytes(16), version=4)
+        if provider == "telegram":
+            given = {"secret_token": token_source.token_urlsafe(48)}
+        sealed = self.vault.seal(endpoint_id, {**given, "_purpose": _SECRETS_PURPOSE})
+        endpoint = await self.hooks.create_endpoint(
+            owner_id,
+            provider=str(provider),
+            connection_id=connection_id,
+            sealed_secrets=sealed,
+            agent_ids=[str(a) for a in agent_ids] if agent_ids is not None else None,
+            endpoint_id=endpoint_id,
+        )
+        if provider == "telegram":
+            await self._set_telegram_webhook(owner_id, connection_id, endpoint, given["secret_token"])
+            return endpoint, {
+                "registered": True,
+                "how": "Telegram setWebhook was called with the secret token",
+            }
+        return endpoint, {
+            "registered": False,
+            "how": f"paste {self.url_for(endpoint)} into the provider's console",
+        }
+
+    @staticmethod
+    def _check_secrets(provider: str, secrets: Any) -> dict[str, str]:
+        needed = receiver_for(provider).secret_names
+        if provider == "telegram":
+            return {}
+        if not isinstance(secrets, dict):
+            raise ApiError(400, f"secrets must be an object with {', '.join(needed)}")
+        missing = [name for name in needed if not isinstance(secrets.get(name), str) or not secrets[name]]
+        if missing:
+            raise ApiError(400, f"{provider} webhooks need secrets: {', '.join(missing)}")
+        return {name: str(secrets[name]) for name in needed}
+
+    async def _check_agents(self, owner_id: UUID, provider: str, agents: Any) -> list[UUID] | None:
+        if agents is None:
+            return None
+        if not isinstance(agents, list) or not all(isinstance(a, str) for a in agents):
+            raise ApiError(400, "agents must be a list of agent ids")
+        owned = {str(a.id): a for a in await self.store.list_agents(owner_id)}
+        ids: list[UUID] = []
+        for agent_id in agents:
+            agent = owned.get(agent_id)
+            if agent is None:
+                raise ApiError(400, f"unknown agent: {agent_id}")
+            if provider not in agent.allowed_connectors:
+                raise ApiError(
+                    400, f"agent {agent.name} does not allow {provider}: add it to allowedConnectors"
+                )
+            ids.append(agent.id)
+        return ids
+
+    async def _set_telegram_webhook(
+        self, owner_id: UUID, connection_id: UUID, endpoint: EndpointRecord, secret_token: str
+    ) -> None:
+        connection = await self.store.get_connection(owner_id, connection_id)
+        if connection is None or connection.sealed_credentials is None:
+            raise ApiError(409, "the Telegram connection has no bot token yet")
+        token = self.vault.open(connection_id, connection.sealed_credentials)["bot_token"]
+        api_base = (self.settings.connector("telegram").api_base or "https://api.telegram.org").rstrip("/")
+        body = {"url": self.url_for(endpoint), "secret_token": secret_token}
+        async with httpx.AsyncClient(timeout=self.settings.action_timeout_seconds) as client:
+            try:
+                reply = await client.post(f"{api_base}/bot{token}/setWebhook", json=body)
+                answer = reply.json()
+            except (httpx.HTTPError, ValueError):
+                raise ApiError(502, "could not reach Telegram to set the webhook") from None
+        if not answer.get("ok"):
+            raise ApiError(
+                502, f"Telegram refused setWebhook: {answer.get('description', 'no reason given')}"
+            )
+
+    # -- receiving ---------------------------------------------------------------------------------
+    async def receive(self, provider: str, endpoint_ref: str, inbound: Inbound) -> Reply:
+        """Verify and record one delivery; raises Refused with the status to answer."""
+        try:
+            endpoint_id = UUID(endpoint_ref)
+        except ValueError:
+            raise Refused(404, "unknown webhook endpoint") from None
+        endpoint = await self.hooks.endpoint(endpoint_id)
+        if endpoint is None or endpoint.provider != provider or endpoint.status != "active":
+            raise Refused(404, "unknown webhook endpoint")
+        secrets = self.vault.open(endpoint.id, endpoint.sealed_secrets)
+        receiver = (
+            GmailPushReceiver(await self._google_signing_certs())
+            if provider == "gmail"
+            else receiver_for(provider)()
+        )
+        try:
+            outcome = receiver.receive(inbound, secrets)
+        except Refused as refusal:
+            await self.hooks.count_rejection(endpoint.id, f"{refusal.status}: {refusal.reason}")
+            raise
+        if isinstance(outcome, Reply):
+            return outcome
+        await self._record(endpoint, outcome)
+        return outcome.reply or Reply(200, b"", "text/plain")
+
+    async def _record(self, endpoint: EndpointRecord, event: Event) -> None:
+        targets = await self._targets(endpoint)
+        new = await self.hooks.record_delivery(
+            endpoint,
+            event_id=event.event_id,
+            event_key=event.event_key,
+            payload=_json_safe(event.payload),
+            agent_ids=targets,
+            max_attempts=self.settings.job_max_attempts,
+        )
+        if new:
+            for agent_id in targets:
+                for listener in self.listeners:
+                    try:
+                        await listener(agent_id)
+                    except Exception:  # a notification must never undo an acknowledged delivery
+                        logger.exception("job listener failed")
+
+    async def _targets(self, endpoint: EndpointRecord) -> list[UUID]:
+        """The endpoint's agents, or the owner's agents that allow the provider; always only those
+        that still allow it."""
+        agents = await self.store.list_agents(endpoint.owner_id)
+        allowed = [a for a in agents if endpoint.provider in a.allowed_connectors]
+        if endpoint.agent_ids is None:
+            return [a.id for a in allowed]
+        chosen = set(endpoint.agent_ids)
+        return [a.id for a in allowed if str(a.id) in chosen]
+
+    async def _google_signing_certs(self) -> dict[str, str]:
+        fetched_at, certs = self._google_certs
+        if certs and time.monotonic() - fetched_at < 3600:
+            return certs
+        async with httpx.AsyncClient(timeout=10) as client:
+            try:
+                reply = await client.get(self.settings.google_certs_url)
+                reply.raise_for_status()
+                certs = {str(k): str(v) for k, v in reply.json().items()}
+            except (httpx.HTTPError, ValueError, AttributeError):
+                logger.warning("could not fetch Google's signing certificates; Gmail pushes are refused")
+                return {}
+        self._google_certs = (time.monotonic(), certs)
+        return certs
+
+
+def _json_safe(payload: Any) -> Any:
+    """Payloads are stored as JSON; anything else a receiver produced becomes its JSON form."""
+    return json.loads(json.dumps(payload, default=str))
+
+
+def render_endpoint(endpoint: EndpointRecord, url: str) -> dict[str, Any]:
+    return {
+        "id": str(endpoint.id),
+        "provider": endpoint.provider,
+        "url": url,
+        "status": endpoint.status,
+        "connectionId": str(endpoint.connection_id) if endpoint.connection_id else None,
+        "agents": endpoint.agent_ids,
+        "deliveryCount": endpoint.delivery_count,
+        "duplicateCount": endpoint.duplicate_count,
+        "rejectedCount": endpoint.rejected_count,
+        "lastDeliveryAt": endpoint.last_delivery_at.isoformat() if endpoint.last_delivery_at else None,
+        "lastError": endpoint.last_error,
+        "lastErrorAt": endpoint.last_error_at.isoformat() if endpoint.last_error_at else None,
+        "createdAt": endpoint.created_at.isoformat(),
+    }
+
+
+def render_job(job: JobRecord) -> dict[str, Any]:
+    return {
+        "id": str(job.id),
+        "agentId": str(job.agent_id),
+        "provider": job.provider,
+        "eventKey": job.event_key,
+        "status": job.status,
+        "attempts": job.attempts,
+        "maxAttempts": job.max_attempts,
+        "runAfter": job.run_after.isoformat(),
+        "leaseUntil": job.lease_until.isoformat() if job.lease_until else None,
+        "lastError": job.last_error,
+        "result": job.result,
+        "payload": job.payload,
+        "createdAt": job.created_at.isoformat(),
+        "finishedAt": job.finished_at.isoformat() if job.finished_at else None,
+    }

@@ -1,0 +1,405 @@
+"""Webhook endpoints, deliveries and the durable job queue (SQLite and PostgreSQL alike).
+
+A delivery and its jobs are written in one transaction, deduplicated by the provider's event id
+per endpoint (`INSERT ... ON CONFLICT DO NOTHING`), so an acknowledged delivery is a job exactly
+once even when the provider sends it again or the process dies right after answering.
+
+Jobs go `queued -> running -> succeeded | failed (retried after a backoff) -> dead`. A claim sets
+a lease; a worker that dies leaves a running job whose lease runs out, and the next claim takes it
+again. Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas share one queue; SQLite
+serialises writers, so one UPDATE ... RETURNING is already atomic there.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from storage import schema
+from storage.repositories import utcnow
+
+endpoints_t, deliveries_t, jobs_t = schema.webhook_endpoints, schema.webhook_deliveries, schema.jobs
+
+
+class JobStatus:
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # an attempt failed; it runs again after `run_after`
+    DEAD = "dead"  # no attempts left: the dead-letter list, retried only by hand
+
+    ALL = (QUEUED, RUNNING, SUCCEEDED, FAILED, DEAD)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRecord:
+    id: UUID
+    owner_id: UUID
+    connection_id: UUID | None
+    provider: str
+    sealed_secrets: str
+    agent_ids: list[str] | None
+    status: str
+    delivery_count: int
+    duplicate_count: int
+    rejected_count: int
+    last_delivery_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: UUID
+    owner_id: UUID
+    agent_id: UUID
+    delivery_id: UUID
+    provider: str
+    event_key: str
+    payload: Any
+    status: str
+    attempts: int
+    max_attempts: int
+    run_after: datetime
+    lease_until: datetime | None
+    claimed_by: str | None
+    last_error: str | None
+    result: Any
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+def _endpoint(row: Any) -> EndpointRecord:
+    return EndpointRecord(**{f: getattr(row, f) for f in EndpointRecord.__dataclass_fields__})
+
+
+def _job(row: Any) -> JobRecord:
+    return JobRecord(**{f: getattr(row, f) for f in JobRecord.__dataclass_fields__})
+
+
+def backoff_seconds(attempt: int, *, base: float = 2.0, cap: float = 600.0) -> float:
+    """Exponential, capped, with jitter so retries of one burst spread out."""
+    return min(cap, base * 2 ** max(attempt - 1, 0)) * random.uniform(0.5, 1.0)
+
+
+class WebhookStore:
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    async def create_endpoint(
+        self,
+        owner_id: UUID,
+        *,
+        provider: str,
+        connection_id: UUID | None,
+        sealed_secrets: str,
+        agent_ids: Sequence[str] | None,
+        endpoint_id: UUID | None = None,
+    ) -> EndpointRecord:
+        now = self.clock()
+        values = {
+            "id": endpoint_id or uuid.uuid4(),
+            "owner_id": owner_id,
+            "connection_id": connection_id,
+            "provider": provider,
+            "sealed_secrets": sealed_secrets,
+            "agent_ids": list(agent_ids) if agent_ids is not None else None,
+            "status": "active",
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(endpoints_t.insert().values(**values).returning(*endpoints_t.c))).one()
+        return _endpoint(row)
+
+    async def endpoint(self, endpoint_id: UUID, owner_id: UUID | None = None) -> EndpointRecord | None:
+        """Unscoped for receivers (the URL names the endpoint), scoped for owners."""
+        query = sa.select(endpoints_t).where(
+            endpoints_t.c.id == endpoint_id, endpoints_t.c.deleted_at.is_(None)
+        )
+        if owner_id is not None:
+            query = query.where(endpoints_t.c.owner_id == owner_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _endpoint(row) if row else None
+
+    async def list_endpoints(self, owner_id: UUID) -> list[EndpointRecord]:
+        query = (
+            sa.select(endpoints_t)
+            .where(endpoints_t.c.owner_id == owner_id, endpoints_t.c.deleted_at.is_(None))
+            .order_by(endpoints_t.c.created_at.desc())
+        )
+        async with self.engine.connect() as conn:
+            return [_endpoint(row) for row in await conn.execute(query)]
+
+    async def count_rejection(self, endpoint_id: UUID, reason: str) -> None:
+        """A refused delivery leaves only this trace: a counter and the reason."""
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                endpoints_t.update()
+                .where(endpoints_t.c.id == endpoint_id)
+                .values(
+                    rejected_count=endpoints_t.c.rejected_count + 1,
+                    last_error=reason[:500],
+                    last_error_at=now,
+                    updated_at=now,
+                )
+            )
+
+    async def record_delivery(
+        self,
+        endpoint: EndpointRecord,
+        *,
+        event_id: str,
+        event_key: str,
+        payload: Any,
+        agent_ids: Sequence[UUID],
+        max_attempts: int,
+    ) -> bool:
+        """The delivery and one job per agent, in one transaction; False for a duplicate."""
+        now = self.clock()
+        delivery_id = uuid.uuid4()
+        async with self.engine.begin() as conn:
+            inserted = (
+                await conn.execute(
+                    _insert_ignoring_duplicates(conn, deliveries_t, ["endpoint_id", "event_id"])
+                    .values(
+                        id=delivery_id,
+                        endpoint_id=endpoint.id,
+                        event_id=event_id[:200],
+                        event_key=event_key[:200],
+                        received_at=now,
+                    )
+                    .returning(deliveries_t.c.id)
+                )
+            ).first()
+            counter = "delivery_count" if inserted else "duplicate_count"
+            await conn.execute(
+                endpoints_t.update()
+                .where(endpoints_t.c.id == endpoint.id)
+                .values({counter: endpoints_t.c[counter] + 1, "last_delivery_at": now, "updated_at": now})
+            )
+            if not inserted:
+                return False
+            if agent_ids:
+                await conn.execute(
+                    jobs_t.insert(),
+                    [
+                        {
+                            "id": uuid.uuid4(),
+                            "owner_id": endpoint.owner_id,
+                            "agent_id": agent_id,
+                            "delivery_id": delivery_id,
+                            "provider": endpoint.provider,
+                            "event_key": event_key[:200],
+                            "payload": payload,
+                            "status": JobStatus.QUEUED,
+                            "attempts": 0,
+                            "max_attempts": max_attempts,
+                            "run_after": now,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                        for agent_id in agent_ids
+                    ],
+                )
+        return True
+
+
+def _insert_ignoring_duplicates(conn: AsyncConnection, table: sa.Table, keys: list[str]) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=keys)
+
+
+class JobQueue:
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def _claimable(self, now: datetime) -> sa.ColumnElement[bool]:
+        waiting = sa.and_(
+            jobs_t.c.status.in_([JobStatus.QUEUED, JobStatus.FAILED]), jobs_t.c.run_after <= now
+        )
+        abandoned = sa.and_(jobs_t.c.status == JobStatus.RUNNING, jobs_t.c.lease_until < now)
+        return sa.and_(sa.or_(waiting, abandoned), jobs_t.c.attempts < jobs_t.c.max_attempts)
+
+    async def claim(
+        self,
+        *,
+        worker: str,
+        lease_seconds: float,
+        limit: int = 1,
+        agent_id: UUID | None = None,
+        providers: Sequence[str] | None = None,
+        push_only: bool = False,
+    ) -> list[JobRecord]:
+        """Lease up to `limit` runnable jobs (oldest first) to `worker`."""
+        now = self.clock()
+        candidates = sa.select(jobs_t.c.id).where(self._claimable(now))
+        if agent_id is not None:
+            candidates = candidates.where(jobs_t.c.agent_id == agent_id)
+        if providers is not None:
+            candidates = candidates.where(jobs_t.c.provider.in_(list(providers)))
+        if push_only:
+            pushing = sa.select(schema.agents.c.id).where(schema.agents.c.delivery_url.is_not(None))
+            candidates = candidates.where(jobs_t.c.agent_id.in_(pushing))
+        candidates = (
+            candidates.order_by(jobs_t.c.created_at, jobs_t.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with self.engine.begin() as conn:
+            await self._bury_abandoned(conn, now)
+            rows = await conn.execute(
+                jobs_t.update()
+                .where(jobs_t.c.id.in_(candidates.scalar_subquery()))
+                .values(
+                    status=JobStatus.RUNNING,
+                    attempts=jobs_t.c.attempts + 1,
+                    lease_until=now + timedelta(seconds=lease_seconds),
+                    claimed_by=worker[:100],
+                    updated_at=now,
+                )
+                .returning(*jobs_t.c)
+            )
+            return sorted((_job(row) for row in rows), key=lambda j: (j.created_at, str(j.id)))
+
+    async def _bury_abandoned(self, conn: AsyncConnection, now: datetime) -> None:
+        """Running jobs whose lease ran out on their last attempt go to the dead letters."""
+        await conn.execute(
+            jobs_t.update()
+            .where(
+                jobs_t.c.status == JobStatus.RUNNING,
+                jobs_t.c.lease_until < now,
+                jobs_t.c.attempts >= jobs_t.c.max_attempts,
+            )
+            .values(
+                status=JobStatus.DEAD,
+                last_error="lease expired on the last attempt",
+                finished_at=now,
+                updated_at=now,
+            )
+        )
+
+    async def _finish(
+        self, job_id: UUID, worker_filter: Mapping[str, Any], **values: Any
+    ) -> JobRecord | None:
+        """Change a running job held by this worker (and agent); None when it is not theirs."""
+        now = self.clock()
+        conditions = [jobs_t.c.id == job_id, jobs_t.c.status == JobStatus.RUNNING]
+        conditions += [jobs_t.c[name] == value for name, value in worker_filter.items()]
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    jobs_t.update().where(*conditions).values(updated_at=now, **values).returning(*jobs_t.c)
+                )
+            ).first()
+        return _job(row) if row else None
+
+    async def heartbeat(self, job_id: UUID, *, agent_id: UUID, lease_seconds: float) -> JobRecord | None:
+        until = self.clock() + timedelta(seconds=lease_seconds)
+        return await self._finish(job_id, {"agent_id": agent_id}, lease_until=until)
+
+    async def complete(self, job_id: UUID, *, agent_id: UUID, result: Any) -> JobRecord | None:
+        now = self.clock()
+        return await self._finish(
+            job_id,
+            {"agent_id": agent_id},
+            status=JobStatus.SUCCEEDED,
+            result=result,
+            lease_until=None,
+            finished_at=now,
+        )
+
+    async def fail(self, job_id: UUID, *, agent_id: UUID, error: str, retry: bool) -> JobRecord | None:
+        """A failed attempt: retried after a backoff while attempts remain (and `retry`), else dead."""
+        now = self.clock()
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(jobs_t).where(jobs_t.c.id == job_id))).first()
+        if row is None:
+            return None
+        if retry and row.attempts < row.max_attempts:
+            after = now + timedelta(seconds=backoff_seconds(row.attempts))
+            values: dict[str, Any] = {"status": JobStatus.FAILED, "run_after": after}
+        else:
+            values = {"status": JobStatus.DEAD, "finished_at": now}
+        return await self._finish(
+            job_id, {"agent_id": agent_id}, last_error=error[:2000], lease_until=None, **values
+        )
+
+    async def retry_dead(self, job_id: UUID, *, owner_id: UUID, extra_attempts: int = 3) -> JobRecord | None:
+        """Give a dead (or failed) job another `extra_attempts` tries, now."""
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    jobs_t.update()
+                    .where(
+                        jobs_t.c.id == job_id,
+                        jobs_t.c.owner_id == owner_id,
+                        jobs_t.c.status.in_([JobStatus.DEAD, JobStatus.FAILED]),
+                    )
+                    .values(
+                        status=JobStatus.QUEUED,
+                        max_attempts=jobs_t.c.attempts + extra_attempts,
+                        run_after=now,
+                        finished_at=None,
+                        updated_at=now,
+                    )
+                    .returning(*jobs_t.c)
+                )
+            ).first()
+        return _job(row) if row else None
+
+    async def get(self, job_id: UUID, *, owner_id: UUID, agent_id: UUID | None = None) -> JobRecord | None:
+        query = sa.select(jobs_t).where(jobs_t.c.id == job_id, jobs_t.c.owner_id == owner_id)
+        if agent_id is not None:
+            query = query.where(jobs_t.c.agent_id == agent_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _job(row) if row else None
+
+    async def list(
+        self,
+        owner_id: UUID,
+        *,
+        status: str | None = None,
+        agent_id: UUID | None = None,
+        event_key: str | None = None,
+        providers: Sequence[str] | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        query = sa.select(jobs_t).where(jobs_t.c.owner_id == owner_id)
+        if status is not None:
+            query = query.where(jobs_t.c.status == status)
+        if agent_id is not None:
+            query = query.where(jobs_t.c.agent_id == agent_id)
+        if event_key is not None:
+            query = query.where(jobs_t.c.event_key == event_key)
+        if providers is not None:
+            query = query.where(jobs_t.c.provider.in_(list(providers)))
+        query = query.order_by(jobs_t.c.created_at.desc(), jobs_t.c.id).limit(limit)
+        async with self.engine.connect() as conn:
+            return [_job(row) for row in await conn.execute(query)]
+
+    async def count_by_status(self, owner_id: UUID) -> dict[str, int]:
+        query = (
+            sa.select(jobs_t.c.status, sa.func.count())
+            .where(jobs_t.c.owner_id == owner_id)
+            .group_by(jobs_t.c.status)
+        )
+        async with self.engine.connect() as conn:
+            return {status: int(count) for status, count in await conn.execute(query)}
