@@ -62,11 +62,8 @@ class WebhookService:
         if self.settings.webhook_allow_insecure_urls:
             return
         parts = urlsplit(self.base_url)
-        if (
-            parts.scheme != "https"
-            or (parts.hostname or "") in _LOCAL_HOSTS
-            or parts.hostname.endswith(".local")
-        ):
+        host = parts.hostname or ""
+        if parts.scheme != "https" or host in _LOCAL_HOSTS or host.endswith(".local"):
             raise ApiError(
                 400,
                 f"webhook URLs would be {self.base_url}: set TENDRIL_WEBHOOK_BASE_URL to the public https "
