@@ -160,7 +160,8 @@ class WebhookService:
             try:
                 reply = await client.post(f"{api_base}/bot{token}/setWebhook", json=body)
                 answer = reply.json()
-            except (httpx.HTTPError, ValueError):
+            except (httpx.HTTPError, ValueError) as exc:
+                logger.warning("setWebhook failed: %r", exc)
                 raise ApiError(502, "could not reach Telegram to set the webhook") from None
         if not answer.get("ok"):
             raise ApiError(

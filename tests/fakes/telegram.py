@@ -244,16 +244,12 @@ class FakeTelegram:
             raise TelegramError(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
         if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
             raise TelegramError(400, "Bad Request: secret token contains unallowed characters")
-        with self._lock:
-            self.webhooks[token] = {
-                "url": url,
-                "secret_token": secret,
-                **{
-                    k: params[k]
-                    for k in ("max_connections", "allowed_updates", "drop_pending_updates")
-                    if k in params
-                },
-            }
+        options = ("max_connections", "allowed_updates", "drop_pending_updates")
+        self.webhooks[token] = {
+            "url": url,
+            "secret_token": secret,
+            **{k: params[k] for k in options if k in params},
+        }
         return True
 
     def _resolve_chat(self, chat_id: Any) -> JSON:

@@ -1,0 +1,217 @@
+"""The nine receivers over REST: a valid delivery is exactly one job; forged, stale, replayed,
+oversized, malformed and misaddressed deliveries are refused and enqueue nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from uuid import UUID
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from server.settings import Settings
+from tests.conftest import TELEGRAM_TOKEN, Fakes, Tendril, running_tendril
+from tests.fakes.loopback import run_asgi_on_loopback
+from tests.support.rest import assert_error
+from tests.support.webhooks import GOOGLE_CERTS, Signer, signers
+
+pytestmark = pytest.mark.anyio
+
+BASE = "https://hooks.tendril.test"
+LIMIT = 64 * 1024
+CONNECTOR_OF = {"twilio": "http", "whatsapp": "http"}  # webhook-only providers hang off any connection
+
+
+@pytest.fixture(scope="module")
+def google_certs_url() -> Iterator[str]:
+    async def certs(_request: object) -> JSONResponse:
+        return JSONResponse(GOOGLE_CERTS)
+
+    with run_asgi_on_loopback(Starlette(routes=[Route("/certs", certs)])) as url:
+        yield f"{url}/certs"
+
+
+@pytest.fixture
+async def hub_app(settings: Settings, google_certs_url: str) -> AsyncIterator[Tendril]:
+    configured = settings.model_copy(
+        update={
+            "webhook_base_url": BASE,
+            "webhook_max_body_bytes": LIMIT,
+            "google_certs_url": google_certs_url,
+        }
+    )
+    async with running_tendril(configured) as tendril:
+        yield tendril
+
+
+@dataclass
+class Hooked:
+    tendril: Tendril
+    api: httpx.AsyncClient
+    owner_id: UUID
+    agent_id: str
+    signer: Signer
+    path: str
+
+    async def post(self, delivery_body: bytes, headers: dict[str, str], query: str = "") -> httpx.Response:
+        return await self.api.post(self.path + query, content=delivery_body, headers=headers)
+
+    async def __aenter__(self) -> Hooked:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.api.aclose()
+
+    async def jobs(self) -> list[dict[str, object]]:
+        return (await self.api.get("/api/v1/jobs")).json()["jobs"]
+
+
+async def hook_up(tendril: Tendril, signer: Signer, fakes: Fakes) -> Hooked:
+    owner = await tendril.new_owner()
+    owner_id = UUID(owner.id)
+    api = tendril.raw()
+    api.headers["X-Api-Key"] = owner.api_key
+    slug = CONNECTOR_OF.get(signer.provider, signer.provider)
+    connection = await tendril.hub.store.create_connection(
+        owner_id, connector_slug=slug, label=slug, config={}
+    )
+    if signer.provider == "telegram":
+        await tendril.hub.submit_credentials(owner_id, str(connection.id), {"bot_token": TELEGRAM_TOKEN})
+    made = await api.post("/api/v1/agents", json={"name": "listener", "allowedConnectors": [signer.provider]})
+    assert made.status_code == 201, made.text
+    body = {"provider": signer.provider, "secrets": signer.secrets}
+    created = await api.post(f"/api/v1/connections/{connection.id}/webhooks", json=body)
+    assert created.status_code == 201, created.text
+    endpoint = created.json()["endpoint"]
+    assert endpoint["url"] == f"{BASE}/api/v1/connectors/webhooks/{signer.provider}/{endpoint['id']}"
+    if signer.provider == "telegram":
+        registered = fakes.telegram.webhooks[TELEGRAM_TOKEN]
+        assert registered["url"] == endpoint["url"] and created.json()["setup"]["registered"] is True
+        signer.secrets = {"secret_token": registered["secret_token"]}
+    signer.url = endpoint["url"]
+    path = f"/api/v1/connectors/webhooks/{signer.provider}/{endpoint['id']}"
+    return Hooked(tendril, api, owner_id, made.json()["agent"]["id"], signer, path)
+
+
+@pytest.mark.parametrize("signer", signers(), ids=lambda s: s.provider)
+async def test_a_valid_delivery_is_one_job_and_every_bad_one_is_refused(
+    hub_app: Tendril, fakes: Fakes, signer: Signer
+) -> None:
+    hooked = await hook_up(hub_app, signer, fakes)
+    forbidden = 401 if signer.provider == "discord" else 403
+    async with hooked:
+        good = signer.deliver("1001")
+        first = await hooked.post(good.body, good.headers)
+        assert 200 <= first.status_code < 300, first.text
+        again = await hooked.post(good.body, good.headers)  # the provider's retry, or a replay
+        assert 200 <= again.status_code < 300
+        [job] = await hooked.jobs()
+        assert job["agentId"] == hooked.agent_id and str(job["eventKey"]).startswith(f"{signer.provider}.")
+
+        forged = signer.deliver("1002", forged=True)
+        assert (await hooked.post(forged.body, forged.headers)).status_code == forbidden
+        if signer.timestamped:
+            stale = signer.deliver("1003", age=400)
+            assert (await hooked.post(stale.body, stale.headers)).status_code == forbidden
+        malformed = signer.malformed()
+        assert (await hooked.post(malformed.body, malformed.headers)).status_code in (400, forbidden)
+        big = signer.deliver("1004")
+        oversized = await hooked.post(big.body + b" " * LIMIT, big.headers)
+        assert oversized.status_code == 413
+        elsewhere = await hooked.api.post(
+            f"/api/v1/connectors/webhooks/{signer.provider}/00000000-0000-4000-8000-000000000000",
+            content=good.body,
+            headers=good.headers,
+        )
+        assert elsewhere.status_code == 404
+        assert len(await hooked.jobs()) == 1  # nothing but the one valid delivery
+        [endpoint] = (await hooked.api.get("/api/v1/webhook-endpoints")).json()["endpoints"]
+        assert (endpoint["deliveryCount"], endpoint["duplicateCount"]) == (1, 1)
+        assert endpoint["rejectedCount"] >= 2 and endpoint["lastError"]
+
+
+async def test_handshakes_answer_as_the_providers_expect(hub_app: Tendril, fakes: Fakes) -> None:
+    import json
+
+    from tests.support.webhooks import DiscordSigner, SlackSigner, WhatsAppSigner
+
+    slack = await hook_up(hub_app, SlackSigner(), fakes)
+    challenge = json.dumps({"type": "url_verification", "challenge": "c-123"}).encode()
+    async with slack:
+        delivery = slack.signer._signed(challenge, 0, False)  # type: ignore[attr-defined]
+        answer = await slack.post(delivery.body, delivery.headers)
+        assert (answer.status_code, answer.text) == (200, "c-123")
+        assert await slack.jobs() == []
+
+    discord = await hook_up(hub_app, DiscordSigner(), fakes)
+    async with discord:
+        ping = discord.signer._signed(b'{"type":1}', 0, False)  # type: ignore[attr-defined]
+        pong = await discord.post(ping.body, ping.headers)
+        assert pong.status_code == 200 and pong.json() == {"type": 1}
+        assert pong.headers["content-type"].startswith("application/json")
+
+    whatsapp = await hook_up(hub_app, WhatsAppSigner(), fakes)
+    async with whatsapp:
+        verify = {
+            "hub.mode": "subscribe",
+            "hub.verify_token": "verify-Canary-8a",
+            "hub.challenge": "1158201444",
+        }
+        ok = await whatsapp.api.get(whatsapp.path, params=verify)
+        assert (ok.status_code, ok.text) == (200, "1158201444")
+        wrong = await whatsapp.api.get(whatsapp.path, params={**verify, "hub.verify_token": "nope"})
+        assert wrong.status_code == 403
+
+
+async def test_setup_refuses_internal_urls_unknown_providers_and_missing_secrets(
+    tendril: Tendril, settings: Settings
+) -> None:
+    owner = await tendril.new_owner()
+    async with tendril.raw() as api:
+        api.headers["X-Api-Key"] = owner.api_key
+        connection, _ = await tendril.hub.start_connection(
+            UUID(owner.id), tendril.hub.connector("github"), None
+        )
+        path = f"/api/v1/connections/{connection.id}/webhooks"
+        local = await api.post(path, json={"provider": "github", "secrets": {"secret": "x"}})
+        assert_error(local, 400, "BAD_REQUEST", "TENDRIL_WEBHOOK_BASE_URL")
+    public = settings.model_copy(update={"webhook_base_url": BASE})
+    async with running_tendril(public) as hub_app, hub_app.raw() as api:
+        api.headers["X-Api-Key"] = owner.api_key
+        assert_error(
+            await api.post(path, json={"provider": "myspace"}),
+            400,
+            "BAD_REQUEST",
+            "unknown webhook provider",
+        )
+        assert_error(
+            await api.post(path, json={"provider": "github", "secrets": {}}), 400, "BAD_REQUEST", "secret"
+        )
+        assert_error(
+            await api.post(path, json={"provider": "stripe", "secrets": {"signing_secret": "whsec_x"}}),
+            400,
+            "BAD_REQUEST",
+            "not stripe",
+        )
+        stranger = await hub_app.new_owner()
+        api.headers["X-Api-Key"] = stranger.api_key
+        assert_error(
+            await api.post(path, json={"provider": "github", "secrets": {"secret": "x"}}),
+            404,
+            "NOT_FOUND",
+        )
+
+
+async def test_secrets_are_sealed_and_never_shown(hub_app: Tendril, fakes: Fakes) -> None:
+    from tests.support.webhooks import GitHubSigner
+
+    hooked = await hook_up(hub_app, GitHubSigner(), fakes)
+    async with hooked:
+        listed = (await hooked.api.get("/api/v1/webhook-endpoints")).text
+        assert "github-hook-Canary-77e1" not in listed
+    [endpoint] = await hub_app.hub.webhooks.hooks.list_endpoints(hooked.owner_id)
+    assert "github-hook-Canary-77e1" not in endpoint.sealed_secrets
