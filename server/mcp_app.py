@@ -43,6 +43,7 @@ from connectors.errors import ConnectorError, InvalidInput, NotConnected
 from server import errors
 from server.errors import ApiError
 from server.hub import Hub
+from server.mcp_jobs import JOB_TOOL_DEFINITIONS, JOB_TOOLS, JobTools
 from server.mcp_resources import ResourceHandlers
 from storage.repositories import ConnectionRecord, ConnectionStatus
 
@@ -290,6 +291,7 @@ class ToolHandlers:
         self._hub = hub
         self._resolve_caller = resolve_caller
         self._watching: set[UUID] = set()
+        self.jobs = JobTools(hub)
 
     def _visible_connectors(self, caller: Caller) -> list[Connector]:
         return [c for slug, c in self._hub.catalog.items() if slug in caller.allowed_connectors]
@@ -319,6 +321,8 @@ class ToolHandlers:
         ]
         if connectors:
             tools.append(WAIT_TOOL_DEFINITION)
+        if self.jobs.visible(caller):
+            tools += JOB_TOOL_DEFINITIONS
         return types.ListToolsResult(tools=tools)
 
     def _tool(self, connector: Connector, action: Action, active: list[ConnectionRecord]) -> types.Tool:
@@ -356,6 +360,8 @@ class ToolHandlers:
         caller = await self._resolve_caller(ctx)
         if params.name == WAIT_TOOL and self._visible_connectors(caller):
             return await self._wait_for_connection(caller, params.arguments or {})
+        if params.name in JOB_TOOLS and self.jobs.visible(caller):
+            return await self.jobs.call(caller, params.name, dict(params.arguments or {}))
         action = self._hub.catalog.find_tool(params.name)
         if action is None or action.connector_slug not in caller.allowed_connectors:
             # Identical for a tool that does not exist and one this agent may not use.
@@ -583,7 +589,7 @@ def _no_param_headers(_tool_name: str) -> None:
 
 def build_mcp_server(hub: Hub, resolve_caller: CallerResolver) -> Server[Any]:
     handlers = ToolHandlers(hub, resolve_caller)
-    resources = ResourceHandlers(hub, resolve_caller)
+    resources = ResourceHandlers(hub, resolve_caller, handlers.jobs)
 
     async def complete(
         ctx: ServerRequestContext[Any], params: types.CompleteRequestParams

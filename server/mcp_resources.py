@@ -26,6 +26,7 @@ from mcp.shared.exceptions import MCPError
 from server.errors import ApiError
 from server.files import GCS, LOCAL_FILE, Chunk
 from server.hub import Hub
+from server.mcp_jobs import JobTools, pending_uri
 from storage.repositories import ConnectionRecord, ConnectionStatus
 
 if TYPE_CHECKING:
@@ -95,9 +96,14 @@ def _parse_cursor(cursor: str | None) -> tuple[str | None, str | None]:
 
 class ResourceHandlers:
     def __init__(
-        self, hub: Hub, resolve_caller: Callable[[ServerRequestContext[Any]], Awaitable[Caller]]
+        self,
+        hub: Hub,
+        resolve_caller: Callable[[ServerRequestContext[Any]], Awaitable[Caller]],
+        jobs: JobTools,
     ) -> None:
         self._hub = hub
+        self._jobs = jobs
+        hub.webhooks.listeners.append(self._jobs_arrived)
         self._files = hub.files
         self._resolve_caller = resolve_caller
         self.bus = InMemorySubscriptionBus()
@@ -132,6 +138,8 @@ class ResourceHandlers:
         caller = await self._resolve_caller(ctx)
         start, after = _parse_cursor(params.cursor if params else None)
         resources: list[types.Resource] = []
+        if start is None and self._jobs.visible(caller):
+            resources.append(self._jobs.resource(caller))
         for record in await self._visible(caller):
             if start is not None and str(record.id) < start:
                 continue
@@ -204,6 +212,8 @@ class ResourceHandlers:
         self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
         uri = str(params.uri)
+        if uri.startswith("tendril://jobs/"):
+            return await self._jobs.read(await self._own_jobs(ctx, uri))
         target, record = await self._target(ctx, uri)
         if target.slug == LOCAL_FILE:
             chunk = await self._guarded(
@@ -227,7 +237,12 @@ class ResourceHandlers:
     async def subscribe(
         self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
     ) -> types.EmptyResult:
-        target, _record = await self._target(ctx, str(params.uri))
+        uri = str(params.uri)
+        if uri.startswith("tendril://jobs/"):
+            await self._own_jobs(ctx, uri)
+            self._subscribers.setdefault(uri, set()).add(ctx.session)
+            return types.EmptyResult()
+        target, _record = await self._target(ctx, uri)
         self._subscribers.setdefault(target.base, set()).add(ctx.session)
         return types.EmptyResult()
 
@@ -240,8 +255,20 @@ class ResourceHandlers:
             sessions.discard(ctx.session)
         return types.EmptyResult()
 
+    async def _own_jobs(self, ctx: ServerRequestContext[Any], uri: str) -> Caller:
+        """The caller, if `uri` is its own pending-jobs resource."""
+        caller = await self._resolve_caller(ctx)
+        if not self._jobs.visible(caller) or uri != pending_uri(caller.agent_id):
+            raise MCPError(RESOURCE_NOT_FOUND, f"unknown resource {uri}")
+        return caller
+
+    async def _jobs_arrived(self, agent_id: UUID) -> None:
+        await self._notify(pending_uri(agent_id))
+
     async def _file_changed(self, record: ConnectionRecord) -> None:
-        uri = file_uri(record)
+        await self._notify(file_uri(record))
+
+    async def _notify(self, uri: str) -> None:
         for session in list(self._subscribers.get(uri, ())):
             try:
                 await session.send_resource_updated(uri)

@@ -9,6 +9,7 @@ from mcp.shared.exceptions import MCPError
 
 from clients import TendrilClient
 from server.mcp_app import WAIT_TOOL
+from server.mcp_jobs import JOB_TOOLS
 from tests.conftest import SLACK_TOKEN, TELEGRAM_TOKEN, Fakes, LiveTendril
 from tests.support.catalog import SLACK_TOOLS, TELEGRAM_TOOLS
 from tests.support.mcp import mcp_client
@@ -36,7 +37,7 @@ async def test_agent_sees_only_slack_tools_and_posts_through_the_fake(
 
     async with mcp_client(live_tendril.url, agent.api_key) as mcp:
         listed = await mcp.list_tools()
-        assert [tool.name for tool in listed.tools] == [*SLACK_TOOLS, WAIT_TOOL]
+        assert [tool.name for tool in listed.tools] == [*SLACK_TOOLS, WAIT_TOOL, *JOB_TOOLS]
         post = listed.tools[0]
         assert post.annotations is not None
         assert post.annotations.read_only_hint is False
@@ -128,7 +129,7 @@ async def test_several_connections_add_a_connection_argument(live_tendril: LiveT
         await connect(owner, "slack", {"bot_token": SECOND_SLACK_TOKEN}, label="Home")
         agent = await owner.create_agent("two-slacks", ["slack"])
     async with mcp_client(live_tendril.url, agent.api_key) as mcp:
-        tools = [t for t in (await mcp.list_tools()).tools if t.name != WAIT_TOOL]
+        tools = [t for t in (await mcp.list_tools()).tools if t.name not in (WAIT_TOOL, *JOB_TOOLS)]
         assert len(tools) == len(SLACK_TOOLS)  # never one tool per connection
         for tool in tools:
             assert tool.input_schema["properties"]["connection"]["enum"] == ["Work", "Home"]
@@ -163,7 +164,7 @@ async def test_agents_never_cross_owners_or_allow_lists(live_tendril: LiveTendri
         greedy = await other.create_agent("greedy", ["slack", "telegram"])
 
     async with mcp_client(live_tendril.url, slack_only.api_key) as mcp:
-        assert {t.name for t in (await mcp.list_tools()).tools} == {*SLACK_TOOLS, WAIT_TOOL}
+        assert {t.name for t in (await mcp.list_tools()).tools} == {*SLACK_TOOLS, WAIT_TOOL, *JOB_TOOLS}
         with pytest.raises(MCPError, match="Unknown tool: telegram_get_me"):
             await mcp.call_tool("telegram_get_me", {})
         with pytest.raises(MCPError, match="Unknown tool: nonexistent_tool"):
@@ -186,7 +187,7 @@ async def test_revoked_agent_key_is_refused(live_tendril: LiveTendril) -> None:
     async with live_tendril.client() as owner:
         agent = await owner.create_agent("short-lived", ["slack"])
         async with mcp_client(live_tendril.url, agent.api_key) as mcp:
-            assert len((await mcp.list_tools()).tools) == len(SLACK_TOOLS) + 1  # with the wait tool
+            assert len((await mcp.list_tools()).tools) == len(SLACK_TOOLS) + 1 + len(JOB_TOOLS)  # with the wait and job tools
         await owner.delete_agent(agent.agent.id)
     async with httpx.AsyncClient(base_url=live_tendril.url) as http:
         response = await http.post(
@@ -204,10 +205,10 @@ async def test_allow_list_changes_apply_to_the_next_request(live_tendril: LiveTe
     async with live_tendril.client() as owner:
         agent = await owner.create_agent("growing", ["slack"])
         async with mcp_client(live_tendril.url, agent.api_key) as mcp:
-            assert len((await mcp.list_tools()).tools) == len(SLACK_TOOLS) + 1  # with the wait tool
+            assert len((await mcp.list_tools()).tools) == len(SLACK_TOOLS) + 1 + len(JOB_TOOLS)  # with the wait and job tools
             await owner.update_agent(agent.agent.id, allowed_connectors=["telegram"])
             names = [t.name for t in (await mcp.list_tools()).tools]
-    assert names == [*TELEGRAM_TOOLS, WAIT_TOOL]
+    assert names == [*TELEGRAM_TOOLS, WAIT_TOOL, *JOB_TOOLS]
 
 
 async def test_provider_errors_become_actionable_tool_errors(live_tendril: LiveTendril, fakes: Fakes) -> None:
@@ -270,7 +271,7 @@ async def test_protocol_2026_07_28_lists_and_calls(live_tendril: LiveTendril, fa
         assert mcp.protocol_version == "2026-07-28"
         names = [t.name for t in (await mcp.list_tools()).tools]
         sent = await mcp.call_tool("telegram_send_message", {"chat_id": 123456789, "text": "modern hello"})
-    assert names == [*TELEGRAM_TOOLS, WAIT_TOOL]
+    assert names == [*TELEGRAM_TOOLS, WAIT_TOOL, *JOB_TOOLS]
     assert sent.structured_content == {"message_id": 1, "chat_id": 123456789, "status": "sent"}
 
 

@@ -10,6 +10,7 @@ from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
 from server.mcp_app import WAIT_TOOL
+from server.mcp_jobs import JOB_TOOLS
 from server.settings import Settings
 from tests.conftest import SLACK_TOKEN, Fakes, Tendril, child_env
 from tests.support.catalog import SLACK_TOOLS
@@ -40,7 +41,7 @@ async def test_stdio_agent_lists_and_calls_slack_with_the_stored_token(
         with pytest.raises(MCPError, match="Unknown tool"):
             await mcp.call_tool("telegram_get_me", {})
 
-    assert names == [*SLACK_TOOLS, WAIT_TOOL]
+    assert names == [*SLACK_TOOLS, WAIT_TOOL, *JOB_TOOLS]
     assert result.is_error is False
     assert result.structured_content is not None and result.structured_content["status"] == "sent"
     assert fakes.slack.messages[-1]["text"] == "over stdio"
