@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
@@ -21,6 +22,7 @@ from server.errors import ApiError, error_response
 from server.hub import Hub
 from server.keys import load_keyring
 from server.mcp_app import AgentKeyVerifier, build_mcp_server, caller_from_http
+from server.push import JobPusher
 from server.settings import Settings
 from server.web import pages
 from server.web.files_api import files_routes
@@ -118,8 +120,12 @@ def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
         try:
             await db.upgrade(hub.store.engine)
             await hub.check_master_key()
-            async with mcp_server.session_manager.run():
+            pusher = JobPusher(settings, hub.store, hub.vault, hub.webhooks.jobs)
+            hub.webhooks.listeners.append(pusher.wake_for)
+            async with mcp_server.session_manager.run(), anyio.create_task_group() as background:
+                background.start_soon(pusher.run)
                 yield {}
+                background.cancel_scope.cancel()
         finally:
             await hub.store.engine.dispose()
 

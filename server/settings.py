@@ -83,7 +83,17 @@ class Settings(BaseSettings):
     )
     webhook_max_body_bytes: int = Field(1 << 20, gt=0, description="Largest webhook body accepted (413).")
     job_max_attempts: int = Field(5, ge=1, le=100, description="Attempts per job before it is dead.")
+    job_retry_base_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="First retry delay of a failed job; doubles per attempt (jittered, at most 10 min).",
+    )
     job_lease_seconds: float = Field(300.0, gt=0, description="How long a claimed job stays leased.")
+    push_allowed_hosts: str | None = Field(
+        None,
+        description="Comma-separated host[:port] entries agent delivery URLs may reach although internal.",
+    )
+    push_poll_seconds: float = Field(1.0, gt=0, description="How often pushers look for due retries.")
     google_certs_url: str = Field(
         "https://www.googleapis.com/oauth2/v1/certs",
         description="Google's token signing certificates (for Gmail push's Pub/Sub OIDC tokens).",

@@ -45,7 +45,7 @@ class WebhookService:
         self.vault = vault
         self.catalog = catalog
         self.hooks = WebhookStore(store.engine)
-        self.jobs = JobQueue(store.engine)
+        self.jobs = JobQueue(store.engine, retry_base_seconds=settings.job_retry_base_seconds)
         self.listeners: list[Callable[[UUID], Awaitable[None]]] = []  # told an agent has new jobs
         self._google_certs: tuple[float, dict[str, str]] = (0.0, {})
 

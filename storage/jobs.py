@@ -225,9 +225,12 @@ def _insert_ignoring_duplicates(conn: AsyncConnection, table: sa.Table, keys: li
 
 
 class JobQueue:
-    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow, *, retry_base_seconds: float = 2.0
+    ) -> None:
         self.engine = engine
         self.clock = clock
+        self.retry_base_seconds = retry_base_seconds
 
     def _claimable(self, now: datetime) -> sa.ColumnElement[bool]:
         waiting = sa.and_(
@@ -332,7 +335,7 @@ class JobQueue:
         if row is None:
             return None
         if retry and row.attempts < row.max_attempts:
-            after = now + timedelta(seconds=backoff_seconds(row.attempts))
+            after = now + timedelta(seconds=backoff_seconds(row.attempts, base=self.retry_base_seconds))
             values: dict[str, Any] = {"status": JobStatus.FAILED, "run_after": after}
         else:
             values = {"status": JobStatus.DEAD, "finished_at": now}

@@ -327,6 +327,16 @@ class Store:
             )
         return bool(result.rowcount)
 
+    async def any_agent_delivery(self) -> bool:
+        table = schema.agents
+        query = (
+            sa.select(table.c.id)
+            .where(table.c.delivery_url.is_not(None), table.c.deleted_at.is_(None))
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
+
     async def agent_delivery(self, agent_id: UUID) -> tuple[str, str] | None:
         table = schema.agents
         query = sa.select(table.c.delivery_url, table.c.sealed_delivery_secret).where(

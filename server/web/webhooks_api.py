@@ -4,6 +4,8 @@ authentication), endpoint setup, and the job views behind /admin/connector-event
 from __future__ import annotations
 
 import time
+from secrets import token_urlsafe
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from starlette.requests import Request
@@ -13,6 +15,7 @@ from starlette.routing import Route
 from connectors.webhooks import Inbound, Refused
 from server.errors import ApiError
 from server.hub import OwnerPrincipal, parse_uuid
+from server.push import delivery_secret_key
 from server.web._http import endpoint, guarded, hub_of, json_object
 from server.webhooks import receiver_path, render_endpoint, render_job
 from storage.jobs import JobStatus
@@ -110,6 +113,37 @@ async def retry_job(request: Request, principal: OwnerPrincipal) -> Response:
     return JSONResponse({"job": render_job(revived)})
 
 
+@endpoint("write")
+async def set_agent_delivery(request: Request, principal: OwnerPrincipal) -> Response:
+    """PUT {url, secret?}: push this agent's jobs to `url`, signed with `secret` (generated when
+    not given, and then shown only in this answer). DELETE: back to pulling over MCP."""
+    hub = hub_of(request)
+    agent_id = parse_uuid(request.path_params["agent_id"], "agent id")
+    if request.method == "DELETE":
+        if not await hub.store.set_agent_delivery(principal.owner_id, agent_id, url=None, sealed_secret=None):
+            raise ApiError(404, "agent not found")
+        return JSONResponse({"deliveryUrl": None})
+    body = await json_object(request)
+    url, secret = body.get("url"), body.get("secret")
+    if (
+        not isinstance(url, str)
+        or urlsplit(url).scheme not in ("http", "https")
+        or not urlsplit(url).hostname
+    ):
+        raise ApiError(400, "url must be an absolute http(s) URL")
+    if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
+        raise ApiError(400, "secret must be a string of at least 16 characters")
+    generated = secret is None
+    secret = secret or token_urlsafe(32)
+    sealed = hub.vault.seal(delivery_secret_key(agent_id), {"secret": secret})
+    if not await hub.store.set_agent_delivery(principal.owner_id, agent_id, url=url, sealed_secret=sealed):
+        raise ApiError(404, "agent not found")
+    answer: dict[str, object] = {"deliveryUrl": url}
+    if generated:
+        answer["deliverySecret"] = secret
+    return JSONResponse(answer)
+
+
 def webhook_routes() -> list[Route]:
     receiver = receiver_path("{provider}", "{endpoint_id}")  # type: ignore[arg-type]
     return [
@@ -118,4 +152,5 @@ def webhook_routes() -> list[Route]:
         Route("/api/v1/webhook-endpoints", list_webhook_endpoints, methods=["GET"]),
         Route("/api/v1/jobs", list_jobs, methods=["GET"]),
         Route("/api/v1/jobs/{job_id}/retry", retry_job, methods=["POST"]),
+        Route("/api/v1/agents/{agent_id}/delivery", set_agent_delivery, methods=["PUT", "DELETE"]),
     ]

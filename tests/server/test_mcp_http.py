@@ -187,7 +187,9 @@ async def test_revoked_agent_key_is_refused(live_tendril: LiveTendril) -> None:
     async with live_tendril.client() as owner:
         agent = await owner.create_agent("short-lived", ["slack"])
         async with mcp_client(live_tendril.url, agent.api_key) as mcp:
-            assert len((await mcp.list_tools()).tools) == len(SLACK_TOOLS) + 1 + len(JOB_TOOLS)  # with the wait and job tools
+            assert len((await mcp.list_tools()).tools) == len(SLACK_TOOLS) + 1 + len(
+                JOB_TOOLS
+            )  # with the wait and job tools
         await owner.delete_agent(agent.agent.id)
     async with httpx.AsyncClient(base_url=live_tendril.url) as http:
         response = await http.post(
@@ -205,7 +207,9 @@ async def test_allow_list_changes_apply_to_the_next_request(live_tendril: LiveTe
     async with live_tendril.client() as owner:
         agent = await owner.create_agent("growing", ["slack"])
         async with mcp_client(live_tendril.url, agent.api_key) as mcp:
-            assert len((await mcp.list_tools()).tools) == len(SLACK_TOOLS) + 1 + len(JOB_TOOLS)  # with the wait and job tools
+            assert len((await mcp.list_tools()).tools) == len(SLACK_TOOLS) + 1 + len(
+                JOB_TOOLS
+            )  # with the wait and job tools
             await owner.update_agent(agent.agent.id, allowed_connectors=["telegram"])
             names = [t.name for t in (await mcp.list_tools()).tools]
     assert names == [*TELEGRAM_TOOLS, WAIT_TOOL, *JOB_TOOLS]
