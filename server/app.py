@@ -25,6 +25,7 @@ from server.mcp_app import AgentKeyVerifier, build_mcp_server, caller_from_http
 from server.push import JobPusher
 from server.settings import Settings
 from server.web import pages
+from server.web.admin import admin_routes
 from server.web.files_api import files_routes
 from server.web.routes import api_routes
 from server.web.webhooks_api import webhook_routes
@@ -136,6 +137,7 @@ def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
             *files_routes(),
             *webhook_routes(),
             *pages.page_routes(),
+            *admin_routes(),
             *(
                 Route(prefix, api_not_found, methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"])
                 for prefix in ("/api/{path:path}", "/connectors/{ref}/{path:path}")

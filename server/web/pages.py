@@ -79,7 +79,7 @@ def page(title: str, body: str, status: int = 200) -> HTMLResponse:
         headers={
             "Cache-Control": "no-store",
             "X-Frame-Options": "DENY",
-            "Referrer-Policy": "no-referrer",
+            "Referrer-Policy": "same-origin",  # forms keep their Origin header (the CSRF check reads it)
             "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline' 'self'; "
             "style-src 'unsafe-inline'; frame-ancestors 'none'",
         },
