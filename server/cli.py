@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,7 +16,7 @@ import uvicorn
 from auth.crypto import CryptoError, generate_key
 from server.app import build_app, build_hub
 from server.errors import ApiError
-from server.hub import Hub
+from server.hub import Hub, parse_uuid
 from server.keys import StartupRefused
 from server.logs import configure_logging
 from server.mcp_app import build_mcp_server, fixed_agent_resolver
@@ -135,6 +136,33 @@ def cmd_agents_create(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_hub(settings, work))
 
 
+def cmd_webhooks_setup(settings: Settings, args: argparse.Namespace) -> int:
+    """Create a webhook endpoint on a connection; Telegram's is registered with setWebhook."""
+    secrets: dict[str, str] = {}
+    for item in args.secret:
+        name, has_value, value = item.partition("=")
+        # A secret left without a value is asked for, so it stays out of shell history.
+        secrets[name] = value if has_value else getpass.getpass(f"{args.provider} {name}: ")
+
+    async def work(hub: Hub) -> int:
+        connection = await hub.store.connection_by_id(parse_uuid(args.connection, "connection id"))
+        if connection is None:
+            raise ApiError(404, "connection not found")
+        endpoint, setup = await hub.webhooks.setup(
+            connection.owner_id,
+            connection.id,
+            provider=args.provider,
+            secrets=secrets,
+            agents=args.agent or None,
+        )
+        _say(f"Created {args.provider} webhook endpoint {endpoint.id}.")
+        _say(f"Receiver URL: {hub.webhooks.url_for(endpoint)}")
+        _say(setup["how"])
+        return 0
+
+    return asyncio.run(_with_hub(settings, work))
+
+
 def cmd_crypto_rotate(settings: Settings, args: argparse.Namespace) -> int:
     async def work(hub: Hub) -> int:
         resealed = unchanged = 0
@@ -201,6 +229,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow", default="", help="comma-separated connector slugs, e.g. slack,telegram"
     )
     agent_create.set_defaults(func=cmd_agents_create)
+
+    webhooks = sub.add_parser("webhooks", help="provider webhooks").add_subparsers(
+        dest="webhooks_command", required=True
+    )
+    hook_setup = webhooks.add_parser("setup", help="create a receiver endpoint for a provider's events")
+    hook_setup.add_argument(
+        "provider", help="telegram, slack, discord, github, linear, stripe, twilio, whatsapp, gmail"
+    )
+    hook_setup.add_argument("--connection", required=True, help="the connection the events belong to")
+    hook_setup.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        help="name=value (e.g. signing_secret=...); a bare name is asked for without echo",
+    )
+    hook_setup.add_argument("--agent", action="append", help="agent id to receive the jobs (repeatable)")
+    hook_setup.set_defaults(func=cmd_webhooks_setup)
 
     crypto = sub.add_parser("crypto", help="encryption keys").add_subparsers(
         dest="crypto_command", required=True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import stat
@@ -9,12 +10,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from uuid import UUID
 
 import httpx
 import pytest
 
+from server.app import build_hub
 from server.settings import Settings
-from tests.conftest import child_env
+from storage import db
+from tests.conftest import TELEGRAM_TOKEN, Fakes, child_env
 
 
 @pytest.fixture
@@ -123,3 +127,39 @@ def test_serve_with_the_embedded_default_bootstraps_an_admin_once(tmp_path: Path
         out.close()
     assert (tmp_path / ".tendril" / "tendril.db").exists()
     assert stat.S_IMODE((tmp_path / ".tendril" / "master.key").stat().st_mode) == 0o600
+
+
+def test_webhooks_setup_registers_telegram_and_hands_out_console_urls(
+    settings: Settings, fakes: Fakes
+) -> None:
+    async def connections() -> tuple[str, str]:
+        hub = build_hub(settings)
+        try:
+            await db.upgrade(hub.store.engine)
+            owner = await hub.create_owner("hooks")
+            telegram, _ = await hub.start_connection(owner.id, hub.connector("telegram"), None)
+            await hub.submit_credentials(owner.id, str(telegram.id), {"bot_token": TELEGRAM_TOKEN})
+            github = await hub.store.create_connection(
+                owner.id, connector_slug="github", label="gh", config={}
+            )
+            return str(telegram.id), str(github.id)
+        finally:
+            await hub.store.engine.dispose()
+
+    telegram_id, github_id = asyncio.run(connections())
+    base = {"TENDRIL_WEBHOOK_BASE_URL": "https://hooks.tendril.test"}
+    made = tendril(settings, "webhooks", "setup", "telegram", "--connection", telegram_id, **base)
+    assert made.returncode == 0, made.stderr
+    registered = fakes.telegram.webhooks[TELEGRAM_TOKEN]
+    assert registered["url"] in made.stdout and registered["url"].startswith("https://hooks.tendril.test/")
+    assert registered["secret_token"] and registered["secret_token"] not in made.stdout + made.stderr
+    github = tendril(
+        settings, "webhooks", "setup", "github", "--connection", github_id, "--secret", "secret=s3", **base
+    )
+    assert github.returncode == 0, github.stderr
+    assert "paste https://hooks.tendril.test/api/v1/connectors/webhooks/github/" in github.stdout
+    assert UUID(github.stdout.split("endpoint ")[1].split(".")[0])
+    internal = tendril(
+        settings, "webhooks", "setup", "github", "--connection", github_id, "--secret", "secret=s3"
+    )
+    assert internal.returncode != 0 and "TENDRIL_WEBHOOK_BASE_URL" in internal.stderr
