@@ -125,6 +125,7 @@ def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
             hub.webhooks.listeners.append(pusher.wake_for)
             async with mcp_server.session_manager.run(), anyio.create_task_group() as background:
                 background.start_soon(pusher.run)
+                background.start_soon(hub.webhooks.run_writer)
                 yield {}
                 background.cancel_scope.cancel()
         finally:

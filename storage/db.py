@@ -34,6 +34,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers proceed during a write; foreign keys are off by default in SQLite.
     cursor.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL skips the fsync per commit and stays durable across process crashes
+    # (SIGKILL included; tests/server/test_webhook_crash.py); only a power loss can drop the
+    # last commits. PostgreSQL is the engine for stronger guarantees.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()

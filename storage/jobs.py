@@ -170,53 +170,81 @@ class WebhookStore:
         max_attempts: int,
     ) -> bool:
         """The delivery and one job per agent, in one transaction; False for a duplicate."""
+        [new] = await self.record_deliveries(
+            [NewDelivery(endpoint, event_id, event_key, payload, tuple(agent_ids), max_attempts)]
+        )
+        return new
+
+    async def record_deliveries(self, batch: Sequence[NewDelivery]) -> list[bool]:
+        """Many deliveries in one transaction (group commit); for each, False when a duplicate."""
         now = self.clock()
-        delivery_id = uuid.uuid4()
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "endpoint_id": item.endpoint.id,
+                "event_id": item.event_id[:200],
+                "event_key": item.event_key[:200],
+                "received_at": now,
+            }
+            for item in batch
+        ]
         async with self.engine.begin() as conn:
-            inserted = (
-                await conn.execute(
+            inserted = {
+                row.id
+                for row in await conn.execute(
                     _insert_ignoring_duplicates(conn, deliveries_t, ["endpoint_id", "event_id"])
-                    .values(
-                        id=delivery_id,
-                        endpoint_id=endpoint.id,
-                        event_id=event_id[:200],
-                        event_key=event_key[:200],
-                        received_at=now,
-                    )
+                    .values(rows)
                     .returning(deliveries_t.c.id)
                 )
-            ).first()
-            counter = "delivery_count" if inserted else "duplicate_count"
-            await conn.execute(
-                endpoints_t.update()
-                .where(endpoints_t.c.id == endpoint.id)
-                .values({counter: endpoints_t.c[counter] + 1, "last_delivery_at": now, "updated_at": now})
-            )
-            if not inserted:
-                return False
-            if agent_ids:
+            }
+            new = [row["id"] in inserted for row in rows]
+            jobs = [
+                {
+                    "id": uuid.uuid4(),
+                    "owner_id": item.endpoint.owner_id,
+                    "agent_id": agent_id,
+                    "delivery_id": row["id"],
+                    "provider": item.endpoint.provider,
+                    "event_key": item.event_key[:200],
+                    "payload": item.payload,
+                    "status": JobStatus.QUEUED,
+                    "attempts": 0,
+                    "max_attempts": item.max_attempts,
+                    "run_after": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for item, row, is_new in zip(batch, rows, new, strict=True)
+                if is_new
+                for agent_id in item.agent_ids
+            ]
+            if jobs:
+                await conn.execute(jobs_t.insert(), jobs)
+            counts: dict[UUID, list[int]] = {}
+            for item, is_new in zip(batch, new, strict=True):
+                counts.setdefault(item.endpoint.id, [0, 0])[0 if is_new else 1] += 1
+            for endpoint_id, (fresh, repeated) in counts.items():
                 await conn.execute(
-                    jobs_t.insert(),
-                    [
-                        {
-                            "id": uuid.uuid4(),
-                            "owner_id": endpoint.owner_id,
-                            "agent_id": agent_id,
-                            "delivery_id": delivery_id,
-                            "provider": endpoint.provider,
-                            "event_key": event_key[:200],
-                            "payload": payload,
-                            "status": JobStatus.QUEUED,
-                            "attempts": 0,
-                            "max_attempts": max_attempts,
-                            "run_after": now,
-                            "created_at": now,
-                            "updated_at": now,
-                        }
-                        for agent_id in agent_ids
-                    ],
+                    endpoints_t.update()
+                    .where(endpoints_t.c.id == endpoint_id)
+                    .values(
+                        delivery_count=endpoints_t.c.delivery_count + fresh,
+                        duplicate_count=endpoints_t.c.duplicate_count + repeated,
+                        last_delivery_at=now,
+                        updated_at=now,
+                    )
                 )
-        return True
+        return new
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    endpoint: EndpointRecord
+    event_id: str
+    event_key: str
+    payload: Any
+    agent_ids: tuple[UUID, ...]
+    max_attempts: int
 
 
 def _insert_ignoring_duplicates(conn: AsyncConnection, table: sa.Table, keys: list[str]) -> Any:
