@@ -172,7 +172,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     totals[name][1] += result["seconds"]
     rates = {name: acked / seconds for name, (acked, seconds) in totals.items()}
     print(
-        f"\nsigned GitHub deliveries, 10% duplicates, {args.concurrency} connections, {args.rounds}x{args.seconds}s"
+        f"\nsigned GitHub deliveries, 10% duplicates, {args.concurrency} connections, "
+        f"{args.rounds}x{args.seconds}s"
     )
     for name, rate in rates.items():
         print(f"{name:<12} {rate:>8.0f} events/s")
