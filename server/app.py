@@ -33,6 +33,9 @@ from storage import db
 from storage.flows import FlowStore
 from storage.repositories import Store
 
+# At shutdown the job pusher and the delivery writer finish their current round; past this, cancelled.
+BACKGROUND_STOP_SECONDS = 10
+
 
 def build_hub(settings: Settings, *, http_transport: httpx.AsyncBaseTransport | None = None) -> Hub:
     catalog = load_catalog()
@@ -127,7 +130,10 @@ def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
                 background.start_soon(pusher.run)
                 background.start_soon(hub.webhooks.run_writer)
                 yield {}
-                background.cancel_scope.cancel()
+                # Ask the loops to finish their current round; cancel only those that overstay.
+                pusher.stop()
+                hub.webhooks.stop_writer()
+                background.cancel_scope.deadline = anyio.current_time() + BACKGROUND_STOP_SECONDS
         finally:
             await hub.store.engine.dispose()
 

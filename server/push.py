@@ -50,10 +50,17 @@ class JobPusher:
         self.jobs = jobs
         self.worker = f"push:{socket.gethostname()}:{os.getpid()}"
         self._wake = anyio.Event()
+        self._stopping = False
         allow = AllowList.parse((settings.push_allowed_hosts or "").split(","))
         self._transport = GuardedTransport(httpx.AsyncHTTPTransport(), allow=allow)
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the round in progress, then return (cancelling a DB call midway can wedge
+        aiosqlite's worker thread at shutdown)."""
+        self._stopping = True
         self._wake.set()
 
     async def wake_for(self, _agent_id: UUID) -> None:
@@ -63,15 +70,16 @@ class JobPusher:
     async def run(self) -> None:
         """Push until cancelled: whenever woken, and every poll interval for retries and leases."""
         async with httpx.AsyncClient(transport=self._transport, timeout=10, follow_redirects=False) as client:
-            while True:
+            while not self._stopping:
                 try:
-                    while await self.push_once(client):
+                    while not self._stopping and await self.push_once(client):
                         pass
                 except Exception:  # keep pushing; the job stays leased and comes back
                     logger.exception("push round failed")
                 with anyio.move_on_after(self.settings.push_poll_seconds):
                     await self._wake.wait()
-                self._wake = anyio.Event()
+                if not self._stopping:
+                    self._wake = anyio.Event()
 
     async def push_once(self, client: httpx.AsyncClient) -> int:
         if not await self.store.any_agent_delivery():

@@ -8,6 +8,7 @@ from typing import Any
 
 from clients import TendrilClient
 from connectors import load_catalog
+from server.mcp_jobs import JOB_TOOLS
 from tests.conftest import SLACK_TOKEN
 from tests.e2e.conftest import LiveProcess, NodeRunner, NodeTools, describe
 from tests.support.catalog import SLACK_TOOLS
@@ -36,7 +37,8 @@ def test_tools_list_shows_exactly_the_slack_tools_with_portable_schemas(
 ) -> None:
     envelope = inspect(run_node, node_clis, live_process, "--method", "tools/list", "--strict")
     names = sorted(tool["name"] for tool in envelope["result"]["tools"])
-    assert names == sorted([*SLACK_TOOLS, "tendril_wait_for_connection"])
+    # Slack sends webhooks, so a Slack agent also gets the tools that work through its jobs.
+    assert names == sorted([*SLACK_TOOLS, *JOB_TOOLS, "tendril_wait_for_connection"])
     # --strict puts every finding, warnings included, into the envelope; errors would exit 6.
     assert "schemaFindings" not in envelope, envelope["schemaFindings"]
 
