@@ -1,6 +1,14 @@
 """Connectors: declarative specs plus async actions, run through one runtime."""
 
-from connectors._connector import Action, ActionContext, ClientOptions, Connector, Hints
+from connectors._connector import (
+    Action,
+    ActionContext,
+    ClientOptions,
+    Connector,
+    Hints,
+    HookRequest,
+    RegisteredHook,
+)
 from connectors._registry import Catalog, load_catalog
 from connectors._runtime import ActionRunner, RetryPolicy
 from connectors._spec import ConnectorSpec, CredentialField
@@ -15,6 +23,8 @@ __all__ = [
     "ConnectorSpec",
     "CredentialField",
     "Hints",
+    "HookRequest",
+    "RegisteredHook",
     "RetryPolicy",
     "load_catalog",
 ]

@@ -67,9 +67,32 @@ class ActionContext(Generic[ClientT]):
 
 
 ActionFunc = Callable[[ActionContext[Any], Any], Awaitable[BaseModel]]
+
+
+@dataclass(frozen=True, slots=True)
+class HookRequest:
+    """Register a webhook at the provider: where it should deliver, which events, on what.
+
+    `secret` is a fresh random value for providers that sign with a secret we choose (GitHub);
+    providers that mint their own (Stripe) return theirs in RegisteredHook.secrets."""
+
+    url: str
+    secret: str
+    events: tuple[str, ...] = ()
+    target: str | None = None  # e.g. GitHub's "owner/repo"
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredHook:
+    hook_id: str
+    secrets: dict[str, str]  # by the webhook receiver's secret names
+    description: str
+
+
 ClientFactory = Callable[[Mapping[str, str], ClientOptions], AbstractAsyncContextManager[Any]]
 Verifier = Callable[[Any], Awaitable[dict[str, Any]]]
 ErrorMapper = Callable[[BaseException], ConnectorError | None]
+HookRegistrar = Callable[[Any, HookRequest], Awaitable[RegisteredHook]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +119,7 @@ class Connector:
     _client_factory: ClientFactory | None = None
     _verifier: Verifier | None = None
     _error_mappers: list[ErrorMapper] = field(default_factory=list)
+    _hook_registrar: HookRegistrar | None = None
 
     @classmethod
     def load(cls, module_file: str) -> Connector:
@@ -170,6 +194,11 @@ class Connector:
         self._error_mappers.append(func)
         return func
 
+    def hook_registrar(self, func: HookRegistrar) -> HookRegistrar:
+        """Declares that the provider's API can create webhooks with the stored credential."""
+        self._hook_registrar = func
+        return func
+
     # -- used by the runtime -----------------------------------------------------------------
     def open_client(
         self, credentials: Mapping[str, str], options: ClientOptions
@@ -180,6 +209,15 @@ class Connector:
 
     async def verify(self, client: Any) -> dict[str, Any]:
         return await self._verifier(client) if self._verifier else {}
+
+    @property
+    def registers_hooks(self) -> bool:
+        return self._hook_registrar is not None
+
+    async def register_hook(self, client: Any, request: HookRequest) -> RegisteredHook:
+        if self._hook_registrar is None:
+            raise TypeError(f"{self.slug} cannot register webhooks through its API")
+        return await self._hook_registrar(client, request)
 
     def map_error(self, exc: BaseException) -> ConnectorError | None:
         for mapper in self._error_mappers:

@@ -18,7 +18,14 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from auth.redaction import secrets_to_redact
-from connectors._connector import Action, ActionContext, ClientOptions, Connector
+from connectors._connector import (
+    Action,
+    ActionContext,
+    ClientOptions,
+    Connector,
+    HookRequest,
+    RegisteredHook,
+)
 from connectors.errors import (
     ConnectorError,
     InvalidInput,
@@ -141,6 +148,17 @@ class ActionRunner:
 
         async def work(client: Any) -> dict[str, Any]:
             return await connector.verify(client)
+
+        return await self._with_client(connector, credentials, work)
+
+    async def register_hook(
+        self, connector: Connector, credentials: Mapping[str, str], request: HookRequest
+    ) -> RegisteredHook:
+        """Create a webhook at the provider with a stored credential (not retried: it creates)."""
+        self._register_secrets(connector, credentials)
+
+        async def work(client: Any) -> RegisteredHook:
+            return await connector.register_hook(client, request)
 
         return await self._with_client(connector, credentials, work)
 

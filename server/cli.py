@@ -154,6 +154,7 @@ def cmd_webhooks_setup(settings: Settings, args: argparse.Namespace) -> int:
             provider=args.provider,
             secrets=secrets,
             agents=args.agent or None,
+            register=_register_options(args),
         )
         _say(f"Created {args.provider} webhook endpoint {endpoint.id}.")
         _say(f"Receiver URL: {hub.webhooks.url_for(endpoint)}")
@@ -161,6 +162,15 @@ def cmd_webhooks_setup(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(_with_hub(settings, work))
+
+
+def _register_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    if not args.register:
+        return None
+    options: dict[str, Any] = {"events": args.event or []}
+    if args.repository:
+        options["repository"] = args.repository
+    return options
 
 
 def cmd_crypto_rotate(settings: Settings, args: argparse.Namespace) -> int:
@@ -245,6 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="name=value (e.g. signing_secret=...); a bare name is asked for without echo",
     )
     hook_setup.add_argument("--agent", action="append", help="agent id to receive the jobs (repeatable)")
+    hook_setup.add_argument(
+        "--register",
+        action="store_true",
+        help="github, stripe: create the hook through the provider's API with the connection's credential",
+    )
+    hook_setup.add_argument("--repository", help="with --register on github: owner/name")
+    hook_setup.add_argument("--event", action="append", help="with --register: an event to subscribe to")
     hook_setup.set_defaults(func=cmd_webhooks_setup)
 
     crypto = sub.add_parser("crypto", help="encryption keys").add_subparsers(

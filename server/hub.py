@@ -17,7 +17,7 @@ from auth import api_keys
 from auth.credentials import CredentialVault
 from auth.oauth import OAuthFailure
 from auth.tokens import ReauthorizationNeeded, TokenKeeper
-from connectors import Action, ActionRunner, Catalog, Connector
+from connectors import Action, ActionRunner, Catalog, Connector, HookRequest, RegisteredHook
 from connectors.errors import (
     ConnectorError,
     InvalidCredentials,
@@ -94,7 +94,7 @@ class Hub:
         self.waiters = ConnectionWaiters()
         self.tokens = TokenKeeper(store, vault)
         self.files = FileService(settings, store)
-        self.webhooks = WebhookService(settings, store, vault, catalog)
+        self.webhooks = WebhookService(settings, store, vault, catalog, register_hook=self.register_hook)
         self.oauth = OAuthConnections(
             settings=settings, catalog=catalog, store=store, flows=flows, vault=vault, waiters=self.waiters
         )
@@ -363,18 +363,7 @@ class Hub:
     ) -> BaseModel:
         """Run an action with a stored connection's credential (raises ConnectorError)."""
         connector = self.catalog[connection.connector_slug]
-        if connection.status != ConnectionStatus.ACTIVE or connection.sealed_credentials is None:
-            raise self.not_connected(connection)
-        oauth = self.oauth.client(connector) if connection.auth_method == "oauth" else None
-        try:
-            credentials = await self.tokens.fresh_credentials(connection, oauth)
-        except ReauthorizationNeeded:
-            raise self.not_connected(connection, reauth=True) from None
-        except OAuthFailure as failure:
-            name = connector.spec.name
-            raise UpstreamError(
-                f"could not refresh the {name} token ({failure.error})", retryable=True
-            ) from None
+        credentials = await self._fresh_credentials(connection, connector)
         try:
             return await self.runner.run(
                 connector,
@@ -385,14 +374,41 @@ class Hub:
                 connection_id=connection.id,
             )
         except InvalidCredentials:
-            # The provider refused a credential that used to work: ask the user to connect again.
-            await self.store.set_connection_status(
-                connection.owner_id,
-                connection.id,
-                ConnectionStatus.NEEDS_REAUTH,
-                last_error="the provider rejected the stored credential",
-            )
+            await self._needs_reauth(connection)
             raise self.not_connected(connection, reauth=True) from None
+
+    async def register_hook(self, connection: ConnectionRecord, request: HookRequest) -> RegisteredHook:
+        """Create a webhook at the provider with the connection's credential (raises ConnectorError)."""
+        connector = self.catalog[connection.connector_slug]
+        credentials = await self._fresh_credentials(connection, connector)
+        try:
+            return await self.runner.register_hook(connector, credentials, request)
+        except InvalidCredentials:
+            await self._needs_reauth(connection)
+            raise self.not_connected(connection, reauth=True) from None
+
+    async def _fresh_credentials(self, connection: ConnectionRecord, connector: Connector) -> dict[str, str]:
+        if connection.status != ConnectionStatus.ACTIVE or connection.sealed_credentials is None:
+            raise self.not_connected(connection)
+        oauth = self.oauth.client(connector) if connection.auth_method == "oauth" else None
+        try:
+            return dict(await self.tokens.fresh_credentials(connection, oauth))
+        except ReauthorizationNeeded:
+            raise self.not_connected(connection, reauth=True) from None
+        except OAuthFailure as failure:
+            name = connector.spec.name
+            raise UpstreamError(
+                f"could not refresh the {name} token ({failure.error})", retryable=True
+            ) from None
+
+    async def _needs_reauth(self, connection: ConnectionRecord) -> None:
+        """The provider refused a credential that used to work: ask the user to connect again."""
+        await self.store.set_connection_status(
+            connection.owner_id,
+            connection.id,
+            ConnectionStatus.NEEDS_REAUTH,
+            last_error="the provider rejected the stored credential",
+        )
 
     def not_connected(self, connection: ConnectionRecord, *, reauth: bool = False) -> NotConnected:
         name = self.catalog[connection.connector_slug].spec.name

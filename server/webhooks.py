@@ -13,6 +13,7 @@ import logging
 import secrets as token_source
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -20,13 +21,14 @@ from uuid import UUID
 import httpx
 
 from auth.credentials import CredentialVault
-from connectors import Catalog
+from connectors import Catalog, HookRequest, RegisteredHook
+from connectors.errors import ConnectorError, Forbidden, InvalidInput, MissingScopes, NotFound
 from connectors.webhooks import RECEIVERS, Inbound, Refused, Reply, receiver_for
 from connectors.webhooks.gmail import GmailPushReceiver
 from server.errors import ApiError
 from server.settings import Settings
 from storage.jobs import EndpointRecord, JobQueue, JobRecord, NewDelivery, WebhookStore
-from storage.repositories import ConnectionStatus, Store
+from storage.repositories import ConnectionRecord, ConnectionStatus, Store
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +44,17 @@ def receiver_path(provider: str, endpoint_id: UUID) -> str:
 
 
 class WebhookService:
-    def __init__(self, settings: Settings, store: Store, vault: CredentialVault, catalog: Catalog) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        vault: CredentialVault,
+        catalog: Catalog,
+        *,
+        register_hook: Callable[[ConnectionRecord, HookRequest], Awaitable[RegisteredHook]],
+    ) -> None:
         self.settings = settings
+        self._register_hook = register_hook
         self.store = store
         self.vault = vault
         self.catalog = catalog
@@ -54,7 +65,7 @@ class WebhookService:
         # Endpoint, opened secrets and target agents per endpoint, briefly: two reads less per
         # delivery. Changes (a new agent, a disabled endpoint) apply within ROUTING_TTL seconds.
         self._routing: dict[UUID, tuple[float, EndpointRecord, dict[str, str], list[UUID]]] = {}
-        self._writes: asyncio.Queue[tuple[NewDelivery, asyncio.Future[bool]]] | None = None
+        self._writes: asyncio.Queue[tuple[NewDelivery, asyncio.Future[bool]] | None] | None = None
 
     # -- URLs --------------------------------------------------------------------------------------
     @property
@@ -86,9 +97,12 @@ class WebhookService:
         provider: Any,
         secrets: Any,
         agents: Any = None,
-        register: bool = False,
+        register: Any = None,
     ) -> tuple[EndpointRecord, dict[str, Any]]:
-        """Create an endpoint; returns it and what the owner must do (or what was done)."""
+        """Create an endpoint; returns it and what the owner must do (or what was done).
+
+        `register` ({"repository"?, "events"?}) asks Tendril to create the hook through the
+        provider's API with the connection's credential, instead of the owner pasting the URL."""
         if provider not in RECEIVERS:
             raise ApiError(400, f"unknown webhook provider: {provider!r} ({', '.join(sorted(RECEIVERS))})")
         connection = await self.store.get_connection(owner_id, connection_id)
@@ -99,11 +113,24 @@ class WebhookService:
                 400, f"connection {connection_id} is a {connection.connector_slug} connection, not {provider}"
             )
         self._check_public_base()
-        given = self._check_secrets(str(provider), secrets)
+        hook_request = self._check_register(str(provider), register)
+        given = {} if hook_request is not None else self._check_secrets(str(provider), secrets)
         agent_ids = await self._check_agents(owner_id, str(provider), agents)
         endpoint_id = UUID(bytes=token_source.token_bytes(16), version=4)
+        url = self.base_url + receiver_path(str(provider), endpoint_id)
         if provider == "telegram":
             given = {"secret_token": token_source.token_urlsafe(48)}
+            await self._set_telegram_webhook(connection, url, given["secret_token"])
+            setup: dict[str, Any] = {
+                "registered": True,
+                "how": "Telegram setWebhook was called with the secret token",
+            }
+        elif hook_request is not None:
+            hook = await self._register_at_provider(connection, hook_request, url)
+            given = {**hook.secrets, "_provider_hook_id": hook.hook_id}
+            setup = {"registered": True, "how": f"created {hook.description}", "providerHookId": hook.hook_id}
+        else:
+            setup = {"registered": False, "how": f"paste {url} into the provider's console"}
         sealed = self.vault.seal(endpoint_id, {**given, "_purpose": _SECRETS_PURPOSE})
         endpoint = await self.hooks.create_endpoint(
             owner_id,
@@ -113,16 +140,42 @@ class WebhookService:
             agent_ids=[str(a) for a in agent_ids] if agent_ids is not None else None,
             endpoint_id=endpoint_id,
         )
-        if provider == "telegram":
-            await self._set_telegram_webhook(owner_id, connection_id, endpoint, given["secret_token"])
-            return endpoint, {
-                "registered": True,
-                "how": "Telegram setWebhook was called with the secret token",
-            }
-        return endpoint, {
-            "registered": False,
-            "how": f"paste {self.url_for(endpoint)} into the provider's console",
-        }
+        return endpoint, setup
+
+    def _check_register(self, provider: str, register: Any) -> HookRequest | None:
+        if register is None or register is False:
+            return None
+        connector = self.catalog.get(provider)
+        if connector is None or not connector.registers_hooks:
+            raise ApiError(
+                400, f"{provider} hooks are created in its console: give the secrets and paste the URL"
+            )
+        options = {} if register is True else register
+        if not isinstance(options, dict) or set(options) - {"repository", "events"}:
+            raise ApiError(400, 'register must be true or {"repository"?: "owner/name", "events"?: [...]}')
+        events = options.get("events") or []
+        if not isinstance(events, list) or not all(isinstance(e, str) and e for e in events):
+            raise ApiError(400, "register.events must be a list of event names")
+        repository = options.get("repository")
+        if repository is not None and not isinstance(repository, str):
+            raise ApiError(400, "register.repository must be owner/name")
+        # The URL is filled in once the endpoint id exists; the secret serves providers that let us pick.
+        return HookRequest(
+            url="", secret=token_source.token_urlsafe(32), events=tuple(events), target=repository
+        )
+
+    async def _register_at_provider(
+        self, connection: ConnectionRecord, request: HookRequest, url: str
+    ) -> RegisteredHook:
+        try:
+            return await self._register_hook(connection, replace(request, url=url))
+        except (InvalidInput, NotFound, Forbidden, MissingScopes) as error:
+            # Usually the credential may not manage hooks there (GitHub answers 404 for that).
+            raise ApiError(
+                400, f"could not create the hook with this connection's credential: {error.message}"
+            ) from None
+        except ConnectorError as error:
+            raise ApiError(502, f"could not create the hook: {error.message}") from None
 
     @staticmethod
     def _check_secrets(provider: str, secrets: Any) -> dict[str, str]:
@@ -154,15 +207,12 @@ class WebhookService:
             ids.append(agent.id)
         return ids
 
-    async def _set_telegram_webhook(
-        self, owner_id: UUID, connection_id: UUID, endpoint: EndpointRecord, secret_token: str
-    ) -> None:
-        connection = await self.store.get_connection(owner_id, connection_id)
-        if connection is None or connection.sealed_credentials is None:
+    async def _set_telegram_webhook(self, connection: ConnectionRecord, url: str, secret_token: str) -> None:
+        if connection.sealed_credentials is None:
             raise ApiError(409, "the Telegram connection has no bot token yet")
-        token = self.vault.open(connection_id, connection.sealed_credentials)["bot_token"]
+        token = self.vault.open(connection.id, connection.sealed_credentials)["bot_token"]
         api_base = (self.settings.connector("telegram").api_base or "https://api.telegram.org").rstrip("/")
-        body = {"url": self.url_for(endpoint), "secret_token": secret_token}
+        body = {"url": url, "secret_token": secret_token}
         async with httpx.AsyncClient(timeout=self.settings.action_timeout_seconds) as client:
             try:
                 reply = await client.post(f"{api_base}/bot{token}/setWebhook", json=body)
@@ -243,10 +293,13 @@ class WebhookService:
         WRITE_BATCH, writes them in one transaction, and answers each."""
         self._writes = asyncio.Queue()
         try:
-            while True:
-                batch = [await self._writes.get()]
+            while (first := await self._writes.get()) is not None:
+                batch = [first]
                 while len(batch) < WRITE_BATCH and not self._writes.empty():
-                    batch.append(self._writes.get_nowait())
+                    if (item := self._writes.get_nowait()) is None:
+                        self._writes.put_nowait(None)  # stop after this batch
+                        break
+                    batch.append(item)
                 try:
                     results = await self.hooks.record_deliveries([delivery for delivery, _ in batch])
                 except Exception as exc:  # each waiting request answers 500; providers retry
@@ -260,9 +313,14 @@ class WebhookService:
         finally:
             pending, self._writes = self._writes, None
             while not pending.empty():  # not written, so not acknowledged: the provider retries
-                _delivery, done = pending.get_nowait()
-                if not done.done():
-                    done.set_exception(RuntimeError("shutting down"))
+                item = pending.get_nowait()
+                if item is not None and not item[1].done():
+                    item[1].set_exception(RuntimeError("shutting down"))
+
+    def stop_writer(self) -> None:
+        """Let the writer finish what is queued and return (see JobPusher.stop for why not cancel)."""
+        if self._writes is not None:
+            self._writes.put_nowait(None)
 
     async def _targets(self, endpoint: EndpointRecord) -> list[UUID]:
         """The endpoint's agents, or the owner's agents that allow the provider; always only those

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from pydantic import BaseModel, Field, field_validator
 
-from connectors import ActionContext, ClientOptions, Connector, Hints
+from connectors import ActionContext, ClientOptions, Connector, Hints, HookRequest, RegisteredHook
 from connectors._http import new_http_client, retry_after_seconds
 from connectors.errors import (
     ConnectorError,
@@ -277,3 +277,29 @@ async def comment_on_issue(
     path = f"/repos/{params.owner}/{params.repo}/issues/{params.issue_number}/comments"
     comment = (await ctx.client.request("POST", path, json={"body": params.body})).json()
     return CommentOnIssueOutput(comment_id=comment["id"], url=comment["html_url"])
+
+
+# -- webhook registration (for Tendril's own receiver; not an agent tool) -------------------------
+# Without a choice GitHub sends only `push`; these are the events the catalog's actions deal with.
+DEFAULT_HOOK_EVENTS = ("issues", "issue_comment", "pull_request")
+
+
+@connector.hook_registrar
+async def create_repository_hook(client: GitHubApi, request: HookRequest) -> RegisteredHook:
+    """POST /repos/{owner}/{repo}/hooks, signed with the secret Tendril chose. Needs the token to
+    administer the repository's hooks (classic: admin:repo_hook; fine-grained: Webhooks write)."""
+    repository = (request.target or "").strip()
+    if repository.count("/") != 1 or not all(repository.split("/")):
+        raise InvalidInput("GitHub hooks need the repository as owner/name", field="repository")
+    body = {
+        "name": "web",
+        "active": True,
+        "events": list(request.events or DEFAULT_HOOK_EVENTS),
+        "config": {"url": request.url, "content_type": "json", "secret": request.secret, "insecure_ssl": "0"},
+    }
+    hook = (await client.request("POST", f"/repos/{repository}/hooks", json=body)).json()
+    return RegisteredHook(
+        hook_id=str(hook["id"]),
+        secrets={"secret": request.secret},
+        description=f"GitHub hook {hook['id']} on {repository} for {', '.join(body['events'])}",
+    )

@@ -18,7 +18,7 @@ from uuid import uuid4
 import httpx
 from pydantic import AfterValidator, BaseModel, Field
 
-from connectors import ActionContext, ClientOptions, Connector, Hints
+from connectors import ActionContext, ClientOptions, Connector, Hints, HookRequest, RegisteredHook
 from connectors._http import new_http_client, retry_after_seconds
 from connectors.errors import (
     ConnectorError,
@@ -496,4 +496,32 @@ async def create_payment_intent(
         livemode=bool(intent.get("livemode")),
         idempotency_key=params.idempotency_key,
         replayed=created.replayed,
+    )
+
+
+# -- webhook registration (for Tendril's own receiver; not an agent tool) -------------------------
+# Stripe requires a list; these follow the objects the catalog's actions create.
+DEFAULT_HOOK_EVENTS = (
+    "customer.created",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "checkout.session.completed",
+)
+
+
+@connector.hook_registrar
+async def create_webhook_endpoint(client: StripeApi, request: HookRequest) -> RegisteredHook:
+    """POST /v1/webhook_endpoints; Stripe mints the whsec_ signing secret and returns it once."""
+    events = list(request.events or DEFAULT_HOOK_EVENTS)
+    params = {"url": request.url, "enabled_events": events, "description": "Tendril"}
+    endpoint = (await client.create("/v1/webhook_endpoints", params, _new_idempotency_key())).body
+    secret = endpoint.get("secret")
+    if not isinstance(secret, str) or not secret.startswith("whsec_"):
+        raise UpstreamError("Stripe created the webhook endpoint without returning its signing secret")
+    return RegisteredHook(
+        hook_id=str(endpoint["id"]),
+        secrets={"signing_secret": secret},
+        description=f"Stripe webhook endpoint {endpoint['id']} for {', '.join(events)}",
     )

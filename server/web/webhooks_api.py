@@ -69,6 +69,7 @@ async def set_up_webhook(request: Request, principal: OwnerPrincipal) -> Respons
         provider=body.get("provider"),
         secrets=body.get("secrets"),
         agents=body.get("agents"),
+        register=body.get("register"),
     )
     return JSONResponse(
         {"endpoint": render_endpoint(created, service.url_for(created)), "setup": setup}, status_code=201

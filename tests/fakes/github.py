@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 JSON = dict[str, Any]
 DOCS = "https://docs.github.com/rest"
 WEB = "https://github.com"
-Operation = Literal["get_user", "create_issue", "list_issues", "create_comment"]
+Operation = Literal["get_user", "create_issue", "list_issues", "create_comment", "create_hook"]
 
 
 @dataclass
@@ -83,10 +83,14 @@ class FakeGitHub:
         return info
 
     def add_repo(self, owner: str, name: str, *, collaborators: list[str] | None = None) -> JSON:
-        repo: JSON = {"issues": [], "collaborators": set(collaborators or []), "next_number": 1}
+        repo: JSON = {"issues": [], "collaborators": set(collaborators or []), "next_number": 1, "hooks": []}
         with self._lock:
             self.repos[(owner.lower(), name.lower())] = repo
         return repo
+
+    def hooks(self, owner: str = "octo-org", name: str = "hello-world") -> list[JSON]:
+        """Webhooks created on a repository, secrets included (GitHub itself never shows them)."""
+        return list(self.repos[(owner.lower(), name.lower())]["hooks"])
 
     def add_issue(
         self, owner: str, name: str, title: str, *, state: str = "open", pull_request: bool = False
@@ -152,6 +156,7 @@ class FakeGitHub:
                 route("/repos/{owner}/{repo}/issues", "list_issues", "GET"),
                 route("/repos/{owner}/{repo}/issues", "create_issue", "POST"),
                 route("/repos/{owner}/{repo}/issues/{number:int}/comments", "create_comment", "POST"),
+                route("/repos/{owner}/{repo}/hooks", "create_hook", "POST"),
             ]
         )
 
@@ -196,6 +201,9 @@ class FakeGitHub:
         repo = self._repo(path["owner"], path["repo"])
         if operation == "list_issues":
             return 200, self._list_issues(repo, params)
+        if operation == "create_hook":
+            _require_hook_admin(token)
+            return 201, self._create_hook(path, repo, params)
         _require_write(token)
         if operation == "create_issue":
             return 201, self._create_issue(path, repo, params, token)
@@ -208,6 +216,39 @@ class FakeGitHub:
         return repo
 
     # --- operations (called with the lock held) ------------------------------
+
+    def _create_hook(self, path: JSON, repo: JSON, params: JSON) -> JSON:
+        config = params.get("config")
+        if not isinstance(config, dict) or not isinstance(config.get("url"), str):
+            raise _validation("missing_field", "url", resource="Hook")
+        if any(hook["config"]["url"] == config["url"] for hook in repo["hooks"]):
+            raise GitHubError(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "Hook",
+                        "code": "custom",
+                        "message": "Hook already exists on this repository",
+                    }
+                ],
+            )
+        hook_id = next(self._ids)
+        base = f"https://api.github.com/repos/{path['owner']}/{path['repo']}/hooks/{hook_id}"
+        hook = {
+            "type": "Repository",
+            "id": hook_id,
+            "name": params.get("name", "web"),
+            "active": params.get("active", True),
+            "events": params.get("events") or ["push"],
+            "config": dict(config),
+            "url": base,
+            "ping_url": f"{base}/pings",
+            "deliveries_url": f"{base}/deliveries",
+        }
+        repo["hooks"].append(hook)
+        shown = {**hook, "config": {k: ("********" if k == "secret" else v) for k, v in config.items()}}
+        return shown
 
     def _create_issue(self, path: JSON, repo: JSON, params: JSON, token: GitHubToken) -> JSON:
         title = params.get("title")
@@ -286,6 +327,20 @@ class FakeGitHub:
         issue["comments"] += 1
         self.comments.append(comment)
         return comment
+
+
+def _require_hook_admin(token: GitHubToken) -> None:
+    """Repository hooks need admin:repo_hook (classic) or Webhooks write (fine-grained)."""
+    if token.permissions is not None:
+        if token.permissions.get("repository_hooks") != "write":
+            raise GitHubError(
+                403,
+                "Resource not accessible by personal access token",
+                {"X-Accepted-GitHub-Permissions": "repository_hooks=write"},
+            )
+    elif token.scopes is not None and not {"admin:repo_hook", "write:repo_hook"} & set(token.scopes):
+        # Without the scope GitHub answers as if the repository had no hooks endpoint.
+        raise GitHubError(404, "Not Found", {"X-Accepted-OAuth-Scopes": "admin:repo_hook, write:repo_hook"})
 
 
 def _require_write(token: GitHubToken) -> None:

@@ -110,6 +110,7 @@ class FakeStripe:
         self.invoice_items: dict[str, JSON] = {}
         self.invoices: dict[str, JSON] = {}
         self.payment_intents: dict[str, JSON] = {}
+        self.webhook_endpoints: dict[str, JSON] = {}  # secrets included (Stripe shows them only once)
         self.calls: list[Call] = []
         self._saved: dict[tuple[str, str], _Saved] = {}
         self._faults: dict[str, deque[_Fault]] = {}
@@ -158,6 +159,14 @@ class FakeStripe:
                         "pending_invoice_items_behavior",
                     }
                 ),
+            ),
+            _Route(
+                "webhook_endpoints.create",
+                "POST",
+                re.compile(r"/v1/webhook_endpoints"),
+                "rak_webhook_write",
+                self._create_webhook_endpoint,
+                frozenset({"url", "enabled_events", "description", "api_version", "metadata"}),
             ),
             _Route(
                 "payment_intents.create",
@@ -367,6 +376,35 @@ class FakeStripe:
         }
         self.customers[customer_id] = customer
         return customer
+
+    def _create_webhook_endpoint(self, params: JSON, key: StripeKey, path: dict[str, str]) -> JSON:
+        url, events = params.get("url"), params.get("enabled_events")
+        if not isinstance(url, str) or not url:
+            raise StripeError(400, "Missing required param: url.", code="parameter_missing", param="url")
+        if not url.startswith("https://"):
+            raise StripeError(400, "Invalid URL: URL must be publicly accessible.", param="url")
+        if not isinstance(events, list) or not events:
+            raise StripeError(
+                400,
+                "Missing required param: enabled_events.",
+                code="parameter_missing",
+                param="enabled_events",
+            )
+        endpoint: JSON = {
+            "id": self._id("we_"),
+            "object": "webhook_endpoint",
+            "api_version": params.get("api_version"),
+            "created": next(self._clock),
+            "description": params.get("description"),
+            "enabled_events": events,
+            "livemode": key.livemode,
+            "metadata": dict(params.get("metadata") or {}),
+            "secret": "whsec_" + self._token(32),
+            "status": "enabled",
+            "url": url,
+        }
+        self.webhook_endpoints[endpoint["id"]] = endpoint
+        return endpoint
 
     def _retrieve_customer(self, params: JSON, key: StripeKey, path: dict[str, str]) -> JSON:
         customer = self.customers.get(path["id"])

@@ -16,9 +16,11 @@ import httpx
 import pytest
 
 from server.app import build_hub
-from server.settings import Settings
+from server.settings import ConnectorSettings, Settings
 from storage import db
 from tests.conftest import TELEGRAM_TOKEN, Fakes, child_env
+from tests.fakes.loopback import run_asgi_on_loopback
+from tests.fakes.stripe import FakeStripe
 
 
 @pytest.fixture
@@ -163,3 +165,46 @@ def test_webhooks_setup_registers_telegram_and_hands_out_console_urls(
         settings, "webhooks", "setup", "github", "--connection", github_id, "--secret", "secret=s3"
     )
     assert internal.returncode != 0 and "TENDRIL_WEBHOOK_BASE_URL" in internal.stderr
+
+
+def test_webhooks_setup_register_creates_the_stripe_endpoint_through_its_api(settings: Settings) -> None:
+    stripe = FakeStripe()
+    stripe.add_key("sk_test_51CanaryCliHooksQw7Zx9Lm2")
+
+    with run_asgi_on_loopback(stripe.app) as stripe_url:
+        stripe_settings = settings.model_copy(
+            update={"connectors": {**settings.connectors, "stripe": ConnectorSettings(api_base=stripe_url)}}
+        )
+
+        async def connection() -> str:
+            hub = build_hub(stripe_settings)
+            try:
+                await db.upgrade(hub.store.engine)
+                owner = await hub.create_owner("stripe-hooks")
+                made, _ = await hub.start_connection(owner.id, hub.connector("stripe"), None)
+                await hub.submit_credentials(
+                    owner.id, str(made.id), {"secret_key": "sk_test_51CanaryCliHooksQw7Zx9Lm2"}
+                )
+                return str(made.id)
+            finally:
+                await hub.store.engine.dispose()
+
+        connection_id = asyncio.run(connection())
+        made = tendril(
+            settings,
+            "webhooks",
+            "setup",
+            "stripe",
+            "--connection",
+            connection_id,
+            "--register",
+            "--event",
+            "invoice.paid",
+            TENDRIL_WEBHOOK_BASE_URL="https://hooks.tendril.test",
+            TENDRIL_STRIPE_API_BASE=stripe_url,
+        )
+    assert made.returncode == 0, made.stderr
+    [endpoint] = stripe.webhook_endpoints.values()
+    assert endpoint["enabled_events"] == ["invoice.paid"] and endpoint["url"] in made.stdout
+    assert f"created Stripe webhook endpoint {endpoint['id']}" in made.stdout
+    assert endpoint["secret"] not in made.stdout + made.stderr

@@ -1,0 +1,160 @@
+"""Setup that registers the hook through the provider's API (GitHub repository hooks, Stripe webhook
+endpoints) with the connection's stored credential, so the owner pastes nothing: the secret the
+provider signs with is then the one the receiver checks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from uuid import UUID
+
+import httpx
+import pytest
+
+from server.settings import ConnectorSettings, Settings
+from tests.conftest import SLACK_TOKEN, Tendril, running_tendril
+from tests.fakes.github import FakeGitHub
+from tests.fakes.loopback import run_asgi_on_loopback
+from tests.fakes.stripe import FakeStripe
+from tests.support.rest import assert_error
+from tests.support.webhooks import GitHubSigner, StripeSigner
+
+pytestmark = pytest.mark.anyio
+
+BASE = "https://hooks.tendril.test"
+GITHUB_TOKEN = "ghp_CanaryHookAdmin0123456789abcdefghij"
+GITHUB_ISSUES_ONLY = "ghp_CanaryIssuesOnly0123456789abcdefghi"
+STRIPE_KEY = "sk_test_51CanaryStripeHooksQw7Zx9Lm2"
+
+
+@dataclass
+class Providers:
+    github: FakeGitHub
+    stripe: FakeStripe
+
+
+@pytest.fixture
+def providers() -> Iterator[tuple[Providers, str, str]]:
+    github, stripe = FakeGitHub(), FakeStripe()
+    github.add_token(GITHUB_TOKEN, scopes=["repo", "admin:repo_hook"])
+    github.add_token(GITHUB_ISSUES_ONLY, scopes=["repo"])
+    stripe.add_key(STRIPE_KEY)
+    with run_asgi_on_loopback(github.app) as github_url, run_asgi_on_loopback(stripe.app) as stripe_url:
+        yield Providers(github, stripe), github_url, stripe_url
+
+
+@pytest.fixture
+async def tendril_with_hooks(
+    settings: Settings, providers: tuple[Providers, str, str]
+) -> AsyncIterator[Tendril]:
+    _, github_url, stripe_url = providers
+    connectors = {
+        **settings.connectors,
+        "github": ConnectorSettings(api_base=github_url),
+        "stripe": ConnectorSettings(api_base=stripe_url),
+    }
+    configured = settings.model_copy(update={"webhook_base_url": BASE, "connectors": connectors})
+    async with running_tendril(configured) as tendril:
+        yield tendril
+
+
+async def connected(
+    tendril: Tendril, slug: str, credentials: dict[str, str]
+) -> tuple[httpx.AsyncClient, str]:
+    owner = await tendril.new_owner()
+    api = tendril.raw()
+    api.headers["X-Api-Key"] = owner.api_key
+    connection = await tendril.hub.store.create_connection(
+        UUID(owner.id), connector_slug=slug, label=slug, config={}
+    )
+    await tendril.hub.submit_credentials(UUID(owner.id), str(connection.id), credentials)
+    async with tendril.raw() as http:
+        made = await http.post(
+            "/api/v1/agents",
+            json={"name": "listener", "allowedConnectors": [slug]},
+            headers={"X-Api-Key": owner.api_key},
+        )
+    assert made.status_code == 201, made.text
+    return api, str(connection.id)
+
+
+async def test_github_hook_is_created_with_a_secret_tendril_keeps(
+    tendril_with_hooks: Tendril, providers: tuple[Providers, str, str]
+) -> None:
+    fakes = providers[0]
+    api, connection_id = await connected(tendril_with_hooks, "github", {"token": GITHUB_TOKEN})
+    async with api:
+        body = {
+            "provider": "github",
+            "register": {"repository": "octo-org/hello-world", "events": ["issues"]},
+        }
+        created = await api.post(f"/api/v1/connections/{connection_id}/webhooks", json=body)
+        assert created.status_code == 201, created.text
+        endpoint, setup = created.json()["endpoint"], created.json()["setup"]
+        [hook] = fakes.github.hooks()
+        assert hook["config"]["url"] == endpoint["url"] and hook["config"]["content_type"] == "json"
+        assert hook["events"] == ["issues"] and hook["config"]["insecure_ssl"] == "0"
+        assert setup["registered"] is True and setup["providerHookId"] == str(hook["id"])
+        secret = hook["config"]["secret"]
+        assert len(secret) >= 32 and secret not in created.text  # never shown back
+
+        # GitHub signs with the secret it was given; the receiver knows it, a forger does not.
+        signer = GitHubSigner(secrets={"secret": secret})
+        path = f"/api/v1/connectors/webhooks/github/{endpoint['id']}"
+        good = signer.deliver("d-1")
+        assert (await api.post(path, content=good.body, headers=good.headers)).status_code == 200
+        forged = signer.deliver("d-2", forged=True)
+        assert (await api.post(path, content=forged.body, headers=forged.headers)).status_code == 403
+        [job] = (await api.get("/api/v1/jobs")).json()["jobs"]
+        assert job["eventKey"] == "github.issues.opened"
+
+
+async def test_stripe_endpoint_is_created_and_its_whsec_secret_stored(
+    tendril_with_hooks: Tendril, providers: tuple[Providers, str, str]
+) -> None:
+    fakes = providers[0]
+    api, connection_id = await connected(tendril_with_hooks, "stripe", {"secret_key": STRIPE_KEY})
+    async with api:
+        created = await api.post(
+            f"/api/v1/connections/{connection_id}/webhooks", json={"provider": "stripe", "register": True}
+        )
+        assert created.status_code == 201, created.text
+        endpoint = created.json()["endpoint"]
+        [made] = fakes.stripe.webhook_endpoints.values()
+        assert made["url"] == endpoint["url"] and "invoice.paid" in made["enabled_events"]
+        assert made["secret"] not in created.text
+        signer = StripeSigner(secrets={"signing_secret": made["secret"]})
+        path = f"/api/v1/connectors/webhooks/stripe/{endpoint['id']}"
+        good = signer.deliver("evt_1")
+        assert (await api.post(path, content=good.body, headers=good.headers)).status_code == 200
+        stale = signer.deliver("evt_2", age=400)
+        assert (await api.post(path, content=stale.body, headers=stale.headers)).status_code == 403
+        assert len((await api.get("/api/v1/jobs")).json()["jobs"]) == 1
+
+
+async def test_registration_failures_are_explained_and_store_nothing(
+    tendril_with_hooks: Tendril, providers: tuple[Providers, str, str]
+) -> None:
+    fakes = providers[0]
+    api, connection_id = await connected(tendril_with_hooks, "github", {"token": GITHUB_ISSUES_ONLY})
+    url = f"/api/v1/connections/{connection_id}/webhooks"
+    async with api:
+        no_scope = await api.post(
+            url, json={"provider": "github", "register": {"repository": "octo-org/hello-world"}}
+        )
+        assert_error(
+            no_scope, 400, "BAD_REQUEST", "could not create the hook with this connection's credential"
+        )
+        no_repo = await api.post(url, json={"provider": "github", "register": True})
+        assert_error(no_repo, 400, "BAD_REQUEST", "owner/name")
+        bad_shape = await api.post(url, json={"provider": "github", "register": {"repo": "x/y"}})
+        assert_error(bad_shape, 400, "BAD_REQUEST", "register must be")
+        assert fakes.github.hooks() == []
+        assert (await api.get("/api/v1/webhook-endpoints")).json()["endpoints"] == []
+
+    slack_api, slack_connection = await connected(tendril_with_hooks, "slack", {"bot_token": SLACK_TOKEN})
+    async with slack_api:
+        console_only = await slack_api.post(
+            f"/api/v1/connections/{slack_connection}/webhooks", json={"provider": "slack", "register": True}
+        )
+        assert_error(console_only, 400, "BAD_REQUEST", "created in its console")
