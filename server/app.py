@@ -139,10 +139,10 @@ def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
 
     app = Starlette(
         routes=[
+            *webhook_routes(),  # first: the receiver is the hottest route, matched before ~60 others
             Route("/healthz", healthz, methods=["GET"]),
             *api_routes(),
             *files_routes(),
-            *webhook_routes(),
             *pages.page_routes(),
             *admin_routes(),
             *(

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import time
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -51,6 +52,7 @@ class JobPusher:
         self.worker = f"push:{socket.gethostname()}:{os.getpid()}"
         self._wake = anyio.Event()
         self._stopping = False
+        self._nobody_until = 0.0  # monotonic time before which no agent had a delivery URL
         allow = AllowList.parse((settings.push_allowed_hosts or "").split(","))
         self._transport = GuardedTransport(httpx.AsyncHTTPTransport(), allow=allow)
 
@@ -82,8 +84,13 @@ class JobPusher:
                     self._wake = anyio.Event()
 
     async def push_once(self, client: httpx.AsyncClient) -> int:
+        # Nobody wants pushes: no claim (a write) per new job, and only one look per poll interval,
+        # so a burst of deliveries does not turn into a burst of queries.
+        if time.monotonic() < self._nobody_until:
+            return 0
         if not await self.store.any_agent_delivery():
-            return 0  # nobody wants pushes: no claim (a write) every poll
+            self._nobody_until = time.monotonic() + self.settings.push_poll_seconds
+            return 0
         batch = await self.jobs.claim(
             worker=self.worker, lease_seconds=LEASE_SECONDS, limit=BATCH, push_only=True
         )

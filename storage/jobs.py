@@ -189,12 +189,15 @@ class WebhookStore:
             for item in batch
         ]
         async with self.engine.begin() as conn:
+            # executemany with RETURNING: one compiled statement for any batch size, which
+            # SQLAlchemy sends as multi-row INSERTs ("insertmanyvalues"); duplicates return no row.
             inserted = {
                 row.id
                 for row in await conn.execute(
-                    _insert_ignoring_duplicates(conn, deliveries_t, ["endpoint_id", "event_id"])
-                    .values(rows)
-                    .returning(deliveries_t.c.id)
+                    _insert_ignoring_duplicates(conn, deliveries_t, ["endpoint_id", "event_id"]).returning(
+                        deliveries_t.c.id
+                    ),
+                    rows,
                 )
             }
             new = [row["id"] in inserted for row in rows]
