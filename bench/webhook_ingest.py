@@ -35,6 +35,7 @@ from mcp_throughput import (
     _clean_env,
     _free_port,
     _process,
+    _process_cpu_seconds,
     _read_admin_key,
     _wait_listening,
 )
@@ -159,24 +160,28 @@ def cmd_run(args: argparse.Namespace) -> int:
             _wait_listening(base_port, baseline, "baseline")
             _wait_listening(tendril_port, tendril, "tendril serve")
             receiver = asyncio.run(_set_up(f"http://127.0.0.1:{tendril_port}", admin_key))
-            totals = {"bare route": [0.0, 0.0], "Tendril": [0.0, 0.0]}
+            totals = {"bare route": [0.0, 0.0, 0.0], "Tendril": [0.0, 0.0, 0.0]}
             for _ in range(args.rounds):  # alternate, so background noise hits both alike
-                for name, url in (
-                    ("bare route", f"http://127.0.0.1:{base_port}/hook"),
-                    ("Tendril", receiver),
+                for name, url, pid in (
+                    ("bare route", f"http://127.0.0.1:{base_port}/hook", baseline.pid),
+                    ("Tendril", receiver, tendril.pid),
                 ):
+                    cpu_before = _process_cpu_seconds(pid) or 0.0
                     result = _load(url, args)
+                    cpu = (_process_cpu_seconds(pid) or 0.0) - cpu_before
                     if result["errors"]:
                         print(f"{name}: {result['errors']:.0f} non-2xx or failed requests")
                     totals[name][0] += result["acked"]
                     totals[name][1] += result["seconds"]
-    rates = {name: acked / seconds for name, (acked, seconds) in totals.items()}
+                    totals[name][2] += cpu
+    rates = {name: acked / seconds for name, (acked, seconds, _) in totals.items()}
+    cpu_per_event = {name: cpu / max(acked, 1) * 1e6 for name, (acked, _, cpu) in totals.items()}
     print(
         f"\nsigned GitHub deliveries, 10% duplicates, {args.concurrency} connections, "
         f"{args.rounds}x{args.seconds}s"
     )
     for name, rate in rates.items():
-        print(f"{name:<12} {rate:>8.0f} events/s")
+        print(f"{name:<12} {rate:>8.0f} events/s   {cpu_per_event[name]:>6.0f} us server CPU/event")
     ratio = rates["Tendril"] / rates["bare route"]
     print(f"ratio        {ratio:>8.2f}   (targets: >= 2,000 events/s and >= 0.40)")
     return 0

@@ -8,7 +8,6 @@ and only then answer 2xx. A refused delivery stores nothing but a counter on the
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets as token_source
 import time
@@ -65,6 +64,7 @@ class WebhookService:
         # Endpoint, opened secrets and target agents per endpoint, briefly: two reads less per
         # delivery. Changes (a new agent, a disabled endpoint) apply within ROUTING_TTL seconds.
         self._routing: dict[UUID, tuple[float, EndpointRecord, dict[str, str], list[UUID]]] = {}
+        self._routing_lock = asyncio.Lock()
         self._writes: asyncio.Queue[tuple[NewDelivery, asyncio.Future[bool]] | None] | None = None
 
     # -- URLs --------------------------------------------------------------------------------------
@@ -252,7 +252,7 @@ class WebhookService:
             endpoint,
             outcome.event_id,
             outcome.event_key,
-            _json_safe(outcome.payload),
+            outcome.payload,  # parsed from JSON or a form by the receiver, so stored as is
             tuple(targets),
             self.settings.job_max_attempts,
         )
@@ -269,6 +269,17 @@ class WebhookService:
         cached = self._routing.get(endpoint_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1], cached[2], cached[3]
+        # One refresh at a time: when the entry expires under load, the deliveries arriving
+        # meanwhile wait for it instead of each reading the endpoint (and each taking a DB connection).
+        async with self._routing_lock:
+            cached = self._routing.get(endpoint_id)
+            if cached is not None and cached[0] > time.monotonic():
+                return cached[1], cached[2], cached[3]
+            return await self._load_route(endpoint_id)
+
+    async def _load_route(
+        self, endpoint_id: UUID
+    ) -> tuple[EndpointRecord, dict[str, str], list[UUID]] | None:
         endpoint = await self.hooks.endpoint(endpoint_id)
         if endpoint is None or endpoint.status != "active":
             self._routing.pop(endpoint_id, None)
@@ -346,11 +357,6 @@ class WebhookService:
                 return {}
         self._google_certs = (time.monotonic(), certs)
         return certs
-
-
-def _json_safe(payload: Any) -> Any:
-    """Payloads are stored as JSON; anything else a receiver produced becomes its JSON form."""
-    return json.loads(json.dumps(payload, default=str))
 
 
 def render_endpoint(endpoint: EndpointRecord, url: str) -> dict[str, Any]:
