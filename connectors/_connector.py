@@ -73,8 +73,8 @@ ActionFunc = Callable[[ActionContext[Any], Any], Awaitable[BaseModel]]
 class HookRequest:
     """Register a webhook at the provider: where it should deliver, which events, on what.
 
-    `secret` is a fresh random value for providers that sign with a secret we choose (GitHub);
-    providers that mint their own (Stripe) return theirs in RegisteredHook.secrets."""
+    `secret` is a fresh random value for providers that sign with a secret we choose (GitHub,
+    Telegram); providers that mint their own (Stripe) return theirs in RegisteredHook.secrets."""
 
     url: str
     secret: str
@@ -84,7 +84,7 @@ class HookRequest:
 
 @dataclass(frozen=True, slots=True)
 class RegisteredHook:
-    hook_id: str
+    hook_id: str | None  # the provider's id for the hook, where it has one
     secrets: dict[str, str]  # by the webhook receiver's secret names
     description: str
 

@@ -12,7 +12,6 @@ import logging
 import secrets as token_source
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -21,7 +20,14 @@ import httpx
 
 from auth.credentials import CredentialVault
 from connectors import Catalog, HookRequest, RegisteredHook
-from connectors.errors import ConnectorError, Forbidden, InvalidInput, MissingScopes, NotFound
+from connectors.errors import (
+    ConnectorError,
+    Forbidden,
+    InvalidInput,
+    MissingScopes,
+    NotConnected,
+    NotFound,
+)
 from connectors.webhooks import RECEIVERS, Inbound, Refused, Reply, receiver_for
 from connectors.webhooks.gmail import GmailPushReceiver
 from server.errors import ApiError
@@ -113,22 +119,19 @@ class WebhookService:
                 400, f"connection {connection_id} is a {connection.connector_slug} connection, not {provider}"
             )
         self._check_public_base()
-        hook_request = self._check_register(str(provider), register)
-        given = {} if hook_request is not None else self._check_secrets(str(provider), secrets)
-        agent_ids = await self._check_agents(owner_id, str(provider), agents)
         endpoint_id = UUID(bytes=token_source.token_bytes(16), version=4)
         url = self.base_url + receiver_path(str(provider), endpoint_id)
-        if provider == "telegram":
-            given = {"secret_token": token_source.token_urlsafe(48)}
-            await self._set_telegram_webhook(connection, url, given["secret_token"])
-            setup: dict[str, Any] = {
-                "registered": True,
-                "how": "Telegram setWebhook was called with the secret token",
-            }
-        elif hook_request is not None:
-            hook = await self._register_at_provider(connection, hook_request, url)
-            given = {**hook.secrets, "_provider_hook_id": hook.hook_id}
-            setup = {"registered": True, "how": f"created {hook.description}", "providerHookId": hook.hook_id}
+        if provider == "telegram" and register is None:
+            register = True  # Telegram has no console: setWebhook is the only way
+        hook_request = self._check_register(str(provider), register, url)
+        given = {} if hook_request is not None else self._check_secrets(str(provider), secrets)
+        agent_ids = await self._check_agents(owner_id, str(provider), agents)
+        if hook_request is not None:
+            hook = await self._register_at_provider(connection, hook_request)
+            given = dict(hook.secrets)
+            setup: dict[str, Any] = {"registered": True, "how": f"created {hook.description}"}
+            if hook.hook_id is not None:
+                given["_provider_hook_id"] = setup["providerHookId"] = hook.hook_id
         else:
             setup = {"registered": False, "how": f"paste {url} into the provider's console"}
         sealed = self.vault.seal(endpoint_id, {**given, "_purpose": _SECRETS_PURPOSE})
@@ -142,7 +145,7 @@ class WebhookService:
         )
         return endpoint, setup
 
-    def _check_register(self, provider: str, register: Any) -> HookRequest | None:
+    def _check_register(self, provider: str, register: Any, url: str) -> HookRequest | None:
         if register is None or register is False:
             return None
         connector = self.catalog.get(provider)
@@ -159,16 +162,17 @@ class WebhookService:
         repository = options.get("repository")
         if repository is not None and not isinstance(repository, str):
             raise ApiError(400, "register.repository must be owner/name")
-        # The URL is filled in once the endpoint id exists; the secret serves providers that let us pick.
-        return HookRequest(
-            url="", secret=token_source.token_urlsafe(32), events=tuple(events), target=repository
-        )
+        # The secret serves providers that sign with one we pick (GitHub, Telegram).
+        secret = token_source.token_urlsafe(32)
+        return HookRequest(url=url, secret=secret, events=tuple(events), target=repository)
 
     async def _register_at_provider(
-        self, connection: ConnectionRecord, request: HookRequest, url: str
+        self, connection: ConnectionRecord, request: HookRequest
     ) -> RegisteredHook:
         try:
-            return await self._register_hook(connection, replace(request, url=url))
+            return await self._register_hook(connection, request)
+        except NotConnected:
+            raise ApiError(409, f"the {connection.connector_slug} connection is not connected yet") from None
         except (InvalidInput, NotFound, Forbidden, MissingScopes) as error:
             # Usually the credential may not manage hooks there (GitHub answers 404 for that).
             raise ApiError(
@@ -180,8 +184,6 @@ class WebhookService:
     @staticmethod
     def _check_secrets(provider: str, secrets: Any) -> dict[str, str]:
         needed = receiver_for(provider).secret_names
-        if provider == "telegram":
-            return {}
         if not isinstance(secrets, dict):
             raise ApiError(400, f"secrets must be an object with {', '.join(needed)}")
         missing = [name for name in needed if not isinstance(secrets.get(name), str) or not secrets[name]]
@@ -206,24 +208,6 @@ class WebhookService:
                 )
             ids.append(agent.id)
         return ids
-
-    async def _set_telegram_webhook(self, connection: ConnectionRecord, url: str, secret_token: str) -> None:
-        if connection.sealed_credentials is None:
-            raise ApiError(409, "the Telegram connection has no bot token yet")
-        token = self.vault.open(connection.id, connection.sealed_credentials)["bot_token"]
-        api_base = (self.settings.connector("telegram").api_base or "https://api.telegram.org").rstrip("/")
-        body = {"url": url, "secret_token": secret_token}
-        async with httpx.AsyncClient(timeout=self.settings.action_timeout_seconds) as client:
-            try:
-                reply = await client.post(f"{api_base}/bot{token}/setWebhook", json=body)
-                answer = reply.json()
-            except (httpx.HTTPError, ValueError) as exc:
-                logger.warning("setWebhook failed: %r", exc)
-                raise ApiError(502, "could not reach Telegram to set the webhook") from None
-        if not answer.get("ok"):
-            raise ApiError(
-                502, f"Telegram refused setWebhook: {answer.get('description', 'no reason given')}"
-            )
 
     # -- receiving ---------------------------------------------------------------------------------
     async def receive(self, provider: str, endpoint_ref: str, inbound: Inbound) -> Reply:

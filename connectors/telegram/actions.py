@@ -9,7 +9,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, Field
 
-from connectors import ActionContext, ClientOptions, Connector, Hints
+from connectors import ActionContext, ClientOptions, Connector, Hints, HookRequest, RegisteredHook
 from connectors._http import new_http_client
 from connectors.errors import (
     ConnectorError,
@@ -173,4 +173,16 @@ async def get_updates(ctx: ActionContext[BotApi], params: GetUpdatesInput) -> Ge
     next_offset = max((u["update_id"] for u in updates), default=None)
     return GetUpdatesOutput(
         count=len(updates), updates=updates, next_offset=next_offset + 1 if next_offset is not None else None
+    )
+
+
+# -- webhook registration (for Tendril's own receiver; not an agent tool) -------------------------
+@connector.hook_registrar
+async def set_webhook(client: BotApi, request: HookRequest) -> RegisteredHook:
+    """setWebhook with a secret_token, which Telegram then sends in X-Telegram-Bot-Api-Secret-Token."""
+    await client.call("setWebhook", url=request.url, secret_token=request.secret)
+    return RegisteredHook(
+        hook_id=None,
+        secrets={"secret_token": request.secret},
+        description="Telegram webhook (setWebhook with a secret token)",
     )

@@ -32,11 +32,10 @@ async def receive_webhook(request: Request) -> Response:
             # Built from the raw scope: Starlette's URL and QueryParams objects cost more than the
             # HMAC on this, the hottest route.
             query = request.scope["query_string"].decode("latin-1")
+            signed_url = service.base_url + request.scope["path"] + ("?" + query if query else "")
             inbound = Inbound(
                 method=request.method,
-                url=service.base_url
-                + request.scope["path"]
-                + ("?" + query if query else ""),  # Twilio signs it
+                url=signed_url,  # what the provider signed (Twilio)
                 headers={k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]},
                 body=body,
                 now=time.time(),

@@ -329,31 +329,30 @@ class FakeGitHub:
         return comment
 
 
-def _require_hook_admin(token: GitHubToken) -> None:
-    """Repository hooks need admin:repo_hook (classic) or Webhooks write (fine-grained)."""
+def _require(token: GitHubToken, permission: str, scopes: set[str], refusal: GitHubError) -> None:
+    """A fine-grained token needs `permission`=write; a classic one any of `scopes`, else `refusal`."""
     if token.permissions is not None:
-        if token.permissions.get("repository_hooks") != "write":
+        if token.permissions.get(permission) != "write":
             raise GitHubError(
                 403,
                 "Resource not accessible by personal access token",
-                {"X-Accepted-GitHub-Permissions": "repository_hooks=write"},
+                {"X-Accepted-GitHub-Permissions": f"{permission}=write"},
             )
-    elif token.scopes is not None and not {"admin:repo_hook", "write:repo_hook"} & set(token.scopes):
-        # Without the scope GitHub answers as if the repository had no hooks endpoint.
-        raise GitHubError(404, "Not Found", {"X-Accepted-OAuth-Scopes": "admin:repo_hook, write:repo_hook"})
+    elif token.scopes is not None and not scopes & set(token.scopes):
+        raise refusal
+
+
+def _require_hook_admin(token: GitHubToken) -> None:
+    """Repository hooks need admin:repo_hook (classic) or Webhooks write (fine-grained); without
+    the scope GitHub answers as if the repository had no hooks endpoint."""
+    refusal = GitHubError(404, "Not Found", {"X-Accepted-OAuth-Scopes": "admin:repo_hook, write:repo_hook"})
+    _require(token, "repository_hooks", {"admin:repo_hook", "write:repo_hook"}, refusal)
 
 
 def _require_write(token: GitHubToken) -> None:
     """What GitHub answers a token that may read but not write issues."""
-    if token.permissions is not None:
-        if token.permissions.get("issues") != "write":
-            raise GitHubError(
-                403,
-                "Resource not accessible by personal access token",
-                {"X-Accepted-GitHub-Permissions": "issues=write"},
-            )
-    elif token.scopes is not None and not {"repo", "public_repo"} & set(token.scopes):
-        raise GitHubError(403, "Resource not accessible by integration", {"X-Accepted-OAuth-Scopes": "repo"})
+    refusal = GitHubError(403, "Resource not accessible by integration", {"X-Accepted-OAuth-Scopes": "repo"})
+    _require(token, "issues", {"repo", "public_repo"}, refusal)
 
 
 def _validation(code: str, field_name: str, *, resource: str = "Issue", **extra: Any) -> GitHubError:

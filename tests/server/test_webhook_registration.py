@@ -17,7 +17,7 @@ from tests.fakes.github import FakeGitHub
 from tests.fakes.loopback import run_asgi_on_loopback
 from tests.fakes.stripe import FakeStripe
 from tests.support.rest import assert_error
-from tests.support.webhooks import GitHubSigner, StripeSigner
+from tests.support.webhooks import Delivery, GitHubSigner, StripeSigner
 
 pytestmark = pytest.mark.anyio
 
@@ -78,6 +78,10 @@ async def connected(
     return api, str(connection.id)
 
 
+async def status_of(api: httpx.AsyncClient, path: str, delivery: Delivery) -> int:
+    return (await api.post(path, content=delivery.body, headers=delivery.headers)).status_code
+
+
 async def test_github_hook_is_created_with_a_secret_tendril_keeps(
     tendril_with_hooks: Tendril, providers: tuple[Providers, str, str]
 ) -> None:
@@ -102,9 +106,9 @@ async def test_github_hook_is_created_with_a_secret_tendril_keeps(
         signer = GitHubSigner(secrets={"secret": secret})
         path = f"/api/v1/connectors/webhooks/github/{endpoint['id']}"
         good = signer.deliver("d-1")
-        assert (await api.post(path, content=good.body, headers=good.headers)).status_code == 200
+        assert await status_of(api, path, good) == 200
         forged = signer.deliver("d-2", forged=True)
-        assert (await api.post(path, content=forged.body, headers=forged.headers)).status_code == 403
+        assert await status_of(api, path, forged) == 403
         [job] = (await api.get("/api/v1/jobs")).json()["jobs"]
         assert job["eventKey"] == "github.issues.opened"
 
@@ -126,9 +130,9 @@ async def test_stripe_endpoint_is_created_and_its_whsec_secret_stored(
         signer = StripeSigner(secrets={"signing_secret": made["secret"]})
         path = f"/api/v1/connectors/webhooks/stripe/{endpoint['id']}"
         good = signer.deliver("evt_1")
-        assert (await api.post(path, content=good.body, headers=good.headers)).status_code == 200
+        assert await status_of(api, path, good) == 200
         stale = signer.deliver("evt_2", age=400)
-        assert (await api.post(path, content=stale.body, headers=stale.headers)).status_code == 403
+        assert await status_of(api, path, stale) == 403
         assert len((await api.get("/api/v1/jobs")).json()["jobs"]) == 1
 
 
