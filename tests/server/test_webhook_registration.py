@@ -4,6 +4,7 @@ provider signs with is then the one the receiver checks."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from uuid import UUID
@@ -11,6 +12,7 @@ from uuid import UUID
 import httpx
 import pytest
 
+from server.logs import install_redaction
 from server.settings import ConnectorSettings, Settings
 from tests.conftest import SLACK_TOKEN, Tendril, running_tendril
 from tests.fakes.github import FakeGitHub
@@ -83,8 +85,10 @@ async def status_of(api: httpx.AsyncClient, path: str, delivery: Delivery) -> in
 
 
 async def test_github_hook_is_created_with_a_secret_tendril_keeps(
-    tendril_with_hooks: Tendril, providers: tuple[Providers, str, str]
+    tendril_with_hooks: Tendril, providers: tuple[Providers, str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
+    install_redaction(caplog.handler)
     fakes = providers[0]
     api, connection_id = await connected(tendril_with_hooks, "github", {"token": GITHUB_TOKEN})
     async with api:
@@ -111,11 +115,16 @@ async def test_github_hook_is_created_with_a_secret_tendril_keeps(
         assert await status_of(api, path, forged) == 403
         [job] = (await api.get("/api/v1/jobs")).json()["jobs"]
         assert job["eventKey"] == "github.issues.opened"
+        listed = (await api.get("/api/v1/webhook-endpoints")).text
+    for canary in (secret, GITHUB_TOKEN):
+        assert canary not in listed and canary not in caplog.text
 
 
 async def test_stripe_endpoint_is_created_and_its_whsec_secret_stored(
-    tendril_with_hooks: Tendril, providers: tuple[Providers, str, str]
+    tendril_with_hooks: Tendril, providers: tuple[Providers, str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
+    install_redaction(caplog.handler)
     fakes = providers[0]
     api, connection_id = await connected(tendril_with_hooks, "stripe", {"secret_key": STRIPE_KEY})
     async with api:
@@ -134,6 +143,9 @@ async def test_stripe_endpoint_is_created_and_its_whsec_secret_stored(
         stale = signer.deliver("evt_2", age=400)
         assert await status_of(api, path, stale) == 403
         assert len((await api.get("/api/v1/jobs")).json()["jobs"]) == 1
+        listed = (await api.get("/api/v1/webhook-endpoints")).text
+    for canary in (made["secret"], STRIPE_KEY):
+        assert canary not in listed and canary not in caplog.text
 
 
 async def test_registration_failures_are_explained_and_store_nothing(
