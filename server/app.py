@@ -12,6 +12,7 @@ import httpx
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Mount, Route
@@ -28,6 +29,7 @@ from server.web import pages
 from server.web.admin import admin_routes
 from server.web.files_api import files_routes
 from server.web.routes import api_routes
+from server.web.webhook_ingress import WebhookIngress
 from server.web.webhooks_api import webhook_routes
 from storage import db
 from storage.flows import FlowStore
@@ -135,13 +137,14 @@ def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
                 hub.webhooks.stop_writer()
                 background.cancel_scope.deadline = anyio.current_time() + BACKGROUND_STOP_SECONDS
         finally:
+            hub.webhooks.hooks.close()
             await hub.store.engine.dispose()
 
     app = Starlette(
         routes=[
-            *webhook_routes(),  # first: the receiver is the hottest route, matched before ~60 others
             Route("/healthz", healthz, methods=["GET"]),
             *api_routes(),
+            *webhook_routes(),
             *files_routes(),
             *pages.page_routes(),
             *admin_routes(),
@@ -151,6 +154,8 @@ def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
             ),
             Mount("/", app=mcp_http),
         ],
+        # The provider webhook receiver answers before the router: see server/web/webhook_ingress.
+        middleware=[Middleware(WebhookIngress, service=hub.webhooks)],
         lifespan=lifespan,
     )
     app.state.hub = hub

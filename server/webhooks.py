@@ -44,8 +44,11 @@ WRITE_BATCH = 256
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 
 
+RECEIVER_PREFIX = "/api/v1/connectors/webhooks/"
+
+
 def receiver_path(provider: str, endpoint_id: UUID) -> str:
-    return f"/api/v1/connectors/webhooks/{provider}/{endpoint_id}"
+    return f"{RECEIVER_PREFIX}{provider}/{endpoint_id}"
 
 
 class WebhookService:

@@ -25,19 +25,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage import schema
+from storage.db import sqlite_file
+from storage.delivery_writer import SqliteDeliveryWriter
 from storage.repositories import utcnow
+from storage.schema import JobStatus
 
 endpoints_t, deliveries_t, jobs_t = schema.webhook_endpoints, schema.webhook_deliveries, schema.jobs
-
-
-class JobStatus:
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"  # an attempt failed; it runs again after `run_after`
-    DEAD = "dead"  # no attempts left: the dead-letter list, retried only by hand
-
-    ALL = (QUEUED, RUNNING, SUCCEEDED, FAILED, DEAD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +90,13 @@ class WebhookStore:
     def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.clock = clock
+        # On SQLite, deliveries take the lean path of storage.delivery_writer (the ingest hot path).
+        database_file = sqlite_file(engine)
+        self._sqlite_writer = SqliteDeliveryWriter(database_file) if database_file else None
+
+    def close(self) -> None:
+        if self._sqlite_writer is not None:
+            self._sqlite_writer.close()
 
     async def create_endpoint(
         self,
@@ -178,6 +178,8 @@ class WebhookStore:
     async def record_deliveries(self, batch: Sequence[NewDelivery]) -> list[bool]:
         """Many deliveries in one transaction (group commit); for each, False when a duplicate."""
         now = self.clock()
+        if self._sqlite_writer is not None:
+            return await self._sqlite_writer.record(batch, now)
         rows = [
             {
                 "id": uuid.uuid4(),

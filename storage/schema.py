@@ -38,6 +38,18 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class JobStatus:
+    """The values of jobs.status."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # an attempt failed; it runs again after `run_after`
+    DEAD = "dead"  # no attempts left: the dead-letter list, retried only by hand
+
+    ALL = (QUEUED, RUNNING, SUCCEEDED, FAILED, DEAD)
+
+
 def _id() -> sa.Column[Any]:
     return sa.Column("id", sa.Uuid(), primary_key=True)
 

@@ -1,64 +1,22 @@
-"""REST for provider webhooks: the shared receiver (no API key: the provider's signature is the
-authentication), endpoint setup, and the job views behind /admin/connector-events."""
+"""REST for provider webhooks: endpoint setup and the job views behind /admin/connector-events
+(the receiver is server.web.webhook_ingress)."""
 
 from __future__ import annotations
 
-import time
 from secrets import token_urlsafe
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connectors.webhooks import Inbound, Refused
 from server.errors import ApiError
 from server.hub import OwnerPrincipal, parse_uuid
 from server.push import delivery_secret_key
-from server.web._http import endpoint, guarded, hub_of, json_object
-from server.webhooks import receiver_path, render_endpoint, render_job
+from server.web._http import endpoint, hub_of, json_object
+from server.webhooks import render_endpoint, render_job
 from storage.jobs import JobStatus
-
-
-async def receive_webhook(request: Request) -> Response:
-    """POST (and WhatsApp's GET) /api/v1/connectors/webhooks/{provider}/{endpointId}."""
-
-    async def call() -> Response:
-        service = hub_of(request).webhooks
-        provider, endpoint_ref = request.path_params["provider"], request.path_params["endpoint_id"]
-        try:
-            body = await _bounded_body(request, service.settings.webhook_max_body_bytes)
-            # Built from the raw scope: Starlette's URL and QueryParams objects cost more than the
-            # HMAC on this, the hottest route.
-            query = request.scope["query_string"].decode("latin-1")
-            signed_url = service.base_url + request.scope["path"] + ("?" + query if query else "")
-            inbound = Inbound(
-                method=request.method,
-                url=signed_url,  # what the provider signed (Twilio)
-                headers={k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]},
-                body=body,
-                now=time.time(),
-                query=dict(parse_qsl(query, keep_blank_values=True)) if query else {},
-            )
-            reply = await service.receive(provider, endpoint_ref, inbound)
-        except Refused as refusal:
-            return JSONResponse({"error": refusal.reason}, status_code=refusal.status)
-        return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
-
-    return await guarded(request, call)
-
-
-async def _bounded_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise Refused(413, f"body larger than {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Refused(413, f"body larger than {limit} bytes")
-    return bytes(body)
 
 
 @endpoint("write")
@@ -149,9 +107,7 @@ async def set_agent_delivery(request: Request, principal: OwnerPrincipal) -> Res
 
 
 def webhook_routes() -> list[Route]:
-    receiver = receiver_path("{provider}", "{endpoint_id}")  # type: ignore[arg-type]
-    return [
-        Route(receiver, receive_webhook, methods=["POST", "GET"]),
+    return [  # the receiver itself is server.web.webhook_ingress, in front of the router
         Route("/api/v1/connections/{connection_id}/webhooks", set_up_webhook, methods=["POST"]),
         Route("/api/v1/webhook-endpoints", list_webhook_endpoints, methods=["GET"]),
         Route("/api/v1/jobs", list_jobs, methods=["GET"]),
