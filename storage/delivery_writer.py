@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from sqlalchemy.dialects import sqlite
 
 from storage import schema
 from storage.db import configure_sqlite_connection
-from storage.schema import JobStatus
+from storage.schema import JobStatus, time_ordered_id
 
 if TYPE_CHECKING:
     from storage.jobs import NewDelivery
@@ -61,13 +61,26 @@ def _insert(table: sa.Table, columns: Sequence[str]) -> sqlite.Insert:
     return sqlite.insert(table).values({name: sa.bindparam(name) for name in columns})
 
 
-_INSERT_DELIVERY = _positional_sql(
-    _insert(schema.webhook_deliveries, _DELIVERY_COLUMNS).on_conflict_do_nothing(
-        index_elements=["endpoint_id", "event_id"]
-    ),
-    _DELIVERY_COLUMNS,
+_MAX_ROWS_PER_STATEMENT = 500
+
+
+def _many_rows(single_row_insert: str) -> Callable[[int], str]:
+    """`INSERT ... VALUES (?, ...)` for `count` rows: one statement, so one step for SQLite."""
+    head, row = single_row_insert.split(" VALUES ")
+    return lambda count: f"{head} VALUES {', '.join([row] * count)}"
+
+
+# No ON CONFLICT: the batch's duplicates are found first, under the same write lock, so a conflict
+# here is a bug and rolls the whole batch back (its deliveries answer 500; providers send again).
+_insert_deliveries = _many_rows(
+    _positional_sql(_insert(schema.webhook_deliveries, _DELIVERY_COLUMNS), _DELIVERY_COLUMNS)
 )
-_INSERT_JOB = _positional_sql(_insert(schema.jobs, _JOB_COLUMNS), _JOB_COLUMNS)
+_insert_jobs = _many_rows(_positional_sql(_insert(schema.jobs, _JOB_COLUMNS), _JOB_COLUMNS))
+_deliveries = schema.webhook_deliveries
+_known_event_ids = (
+    f"SELECT {_deliveries.c.event_id.name} FROM {_deliveries.name} "
+    f"WHERE {_deliveries.c.endpoint_id.name} = ? AND {_deliveries.c.event_id.name} IN ({{marks}})"
+)
 _endpoints = schema.webhook_endpoints
 _COUNT_DELIVERIES = _positional_sql(
     _endpoints.update()
@@ -93,6 +106,48 @@ _timestamp = _bind(schema.jobs.c.created_at)
 _json = _bind(schema.jobs.c.payload)
 
 
+@dataclass
+class _Rows:
+    """A batch as SQLite values, converted on the event loop so the writer thread runs almost only
+    SQLite (every return to Python on that thread waits for the GIL behind the request handlers)."""
+
+    stamp: Any
+    deliveries: list[tuple[Any, ...]] = field(default_factory=list)  # one per delivery, in order
+    jobs: list[list[tuple[Any, ...]]] = field(default_factory=list)  # the jobs of each delivery
+
+
+def _rows(batch: Sequence[NewDelivery], now: datetime) -> _Rows:
+    rows = _Rows(_timestamp(now))
+    stamp = rows.stamp
+    for item in batch:
+        endpoint = item.endpoint
+        delivery_key = _uuid(time_ordered_id())
+        event_key = item.event_key[:200]
+        rows.deliveries.append((delivery_key, _uuid(endpoint.id), item.event_id[:200], event_key, stamp))
+        owner_key, payload = _uuid(endpoint.owner_id), _json(item.payload)
+        rows.jobs.append(
+            [
+                (
+                    _uuid(time_ordered_id()),
+                    owner_key,
+                    _uuid(agent_id),
+                    delivery_key,
+                    endpoint.provider,
+                    event_key,
+                    payload,
+                    JobStatus.QUEUED,
+                    0,
+                    item.max_attempts,
+                    stamp,
+                    stamp,
+                    stamp,
+                )
+                for agent_id in item.agent_ids
+            ]
+        )
+    return rows
+
+
 class SqliteDeliveryWriter:
     """One thread, one connection: batches are written one after another, never interleaved."""
 
@@ -107,7 +162,8 @@ class SqliteDeliveryWriter:
         with self._start_lock:
             if self._thread is None:
                 self._thread = ThreadPoolExecutor(1, thread_name_prefix="tendril-delivery-writer")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._write, batch, now)
+        rows = _rows(batch, now)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._write, rows)
 
     def close(self) -> None:
         with self._start_lock:
@@ -121,7 +177,9 @@ class SqliteDeliveryWriter:
         if self._connection is None:
             # Autocommit mode: the transaction is the explicit BEGIN IMMEDIATE below, which takes
             # SQLite's write lock up front (or waits busy_timeout for it) instead of failing mid-way.
-            connection = sqlite3.connect(self.database_path, timeout=30, isolation_level=None)
+            connection = sqlite3.connect(
+                self.database_path, timeout=30, isolation_level=None, cached_statements=512
+            )
             configure_sqlite_connection(connection)
             self._connection = connection
         return self._connection
@@ -131,50 +189,51 @@ class SqliteDeliveryWriter:
             self._connection.close()
             self._connection = None
 
-    def _write(self, batch: Sequence[NewDelivery], now: datetime) -> list[bool]:
+    def _write(self, rows: _Rows) -> list[bool]:
         connection = self._open()
-        stamp = _timestamp(now)
-        counts: dict[Any, list[int]] = {}
-        jobs: list[tuple[Any, ...]] = []
-        new: list[bool] = []
+        # Rows per statement: at most _MAX_ROWS_PER_STATEMENT, and within SQLite's limit on bound
+        # values for the widest row (a job's).
+        bindable = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_JOB_COLUMNS)
+        per_statement = max(1, min(_MAX_ROWS_PER_STATEMENT, bindable))
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for item in batch:
-                endpoint = item.endpoint
-                endpoint_key = _uuid(endpoint.id)
-                delivery_key = _uuid(uuid.uuid4())
-                event_key = item.event_key[:200]
-                inserted = connection.execute(
-                    _INSERT_DELIVERY, (delivery_key, endpoint_key, item.event_id[:200], event_key, stamp)
-                ).rowcount
-                new.append(inserted == 1)
-                counts.setdefault(endpoint_key, [0, 0])[0 if inserted == 1 else 1] += 1
-                if inserted != 1:
-                    continue
-                owner_key, payload = _uuid(endpoint.owner_id), _json(item.payload)
-                for agent_id in item.agent_ids:
-                    jobs.append(
-                        (
-                            _uuid(uuid.uuid4()),
-                            owner_key,
-                            _uuid(agent_id),
-                            delivery_key,
-                            endpoint.provider,
-                            event_key,
-                            payload,
-                            JobStatus.QUEUED,
-                            0,
-                            item.max_attempts,
-                            stamp,
-                            stamp,
-                            stamp,
-                        )
-                    )
-            connection.executemany(_INSERT_JOB, jobs)
-            for endpoint_key, (fresh, repeated) in counts.items():
-                connection.execute(_COUNT_DELIVERIES, (fresh, repeated, stamp, stamp, endpoint_key))
+            known = self._known(connection, rows.deliveries, per_statement)
+            new: list[bool] = []
+            for _, endpoint_key, event_id, _, _ in rows.deliveries:
+                new.append((endpoint_key, event_id) not in known)
+                known.add((endpoint_key, event_id))  # a second copy within the batch is a duplicate
+            fresh = [row for row, is_new in zip(rows.deliveries, new, strict=True) if is_new]
+            jobs = [job for jobs, is_new in zip(rows.jobs, new, strict=True) if is_new for job in jobs]
+            for chunk, insert in ((fresh, _insert_deliveries), (jobs, _insert_jobs)):
+                for start in range(0, len(chunk), per_statement):
+                    part = chunk[start : start + per_statement]
+                    connection.execute(insert(len(part)), [value for row in part for value in row])
+            counts: dict[Any, list[int]] = {}
+            for (_, endpoint_key, _, _, _), is_new in zip(rows.deliveries, new, strict=True):
+                counts.setdefault(endpoint_key, [0, 0])[0 if is_new else 1] += 1
+            for endpoint_key, (fresh_count, repeated) in counts.items():
+                connection.execute(
+                    _COUNT_DELIVERIES, (fresh_count, repeated, rows.stamp, rows.stamp, endpoint_key)
+                )
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
             raise
         return new
+
+    @staticmethod
+    def _known(
+        connection: sqlite3.Connection, deliveries: list[tuple[Any, ...]], per_statement: int
+    ) -> set[tuple[Any, str]]:
+        """The (endpoint, event id) pairs of this batch already recorded: its duplicates."""
+        by_endpoint: dict[Any, list[str]] = {}
+        for _, endpoint_key, event_id, _, _ in deliveries:
+            by_endpoint.setdefault(endpoint_key, []).append(event_id)
+        known: set[tuple[Any, str]] = set()
+        for endpoint_key, event_ids in by_endpoint.items():
+            for start in range(0, len(event_ids), per_statement):
+                part = event_ids[start : start + per_statement]
+                query = _known_event_ids.format(marks=", ".join(["?"] * len(part)))
+                for (event_id,) in connection.execute(query, [endpoint_key, *part]):
+                    known.add((endpoint_key, event_id))
+        return known

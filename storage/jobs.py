@@ -28,7 +28,7 @@ from storage import schema
 from storage.db import sqlite_file
 from storage.delivery_writer import SqliteDeliveryWriter
 from storage.repositories import utcnow
-from storage.schema import JobStatus
+from storage.schema import JobStatus, time_ordered_id
 
 endpoints_t, deliveries_t, jobs_t = schema.webhook_endpoints, schema.webhook_deliveries, schema.jobs
 
@@ -182,7 +182,7 @@ class WebhookStore:
             return await self._sqlite_writer.record(batch, now)
         rows = [
             {
-                "id": uuid.uuid4(),
+                "id": time_ordered_id(),
                 "endpoint_id": item.endpoint.id,
                 "event_id": item.event_id[:200],
                 "event_key": item.event_key[:200],
@@ -205,7 +205,7 @@ class WebhookStore:
             new = [row["id"] in inserted for row in rows]
             jobs = [
                 {
-                    "id": uuid.uuid4(),
+                    "id": time_ordered_id(),
                     "owner_id": item.endpoint.owner_id,
                     "agent_id": agent_id,
                     "delivery_id": row["id"],

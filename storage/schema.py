@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+from uuid6 import uuid7
 
 metadata = sa.MetaData(
     naming_convention={
@@ -48,6 +50,13 @@ class JobStatus:
     DEAD = "dead"  # no attempts left: the dead-letter list, retried only by hand
 
     ALL = (QUEUED, RUNNING, SUCCEEDED, FAILED, DEAD)
+
+
+def time_ordered_id() -> UUID:
+    """A UUIDv7, for rows written by the thousand (deliveries, jobs): consecutive ids sort together,
+    so a batch of inserts appends to the primary-key index instead of touching a random page each,
+    which made SQLite's commits of random UUIDv4 ids several times slower."""
+    return uuid7()
 
 
 def _id() -> sa.Column[Any]:

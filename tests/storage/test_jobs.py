@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from storage import db
-from storage.jobs import EndpointRecord, JobQueue, JobStatus, WebhookStore
+from storage.jobs import EndpointRecord, JobQueue, JobStatus, NewDelivery, WebhookStore
 from storage.repositories import Store, utcnow
 
 pytestmark = pytest.mark.anyio
@@ -93,6 +93,31 @@ async def test_concurrent_duplicates_still_make_one_delivery(world: World) -> No
             group.start_soon(send)
     assert sorted(results) == [False] * 9 + [True]
     assert len(await world.queue.list(world.endpoint.owner_id)) == 1
+
+
+async def test_a_batch_dedupes_within_itself_and_against_what_is_stored(world: World) -> None:
+    """The group-commit path: 600 deliveries x 2 agents are more rows than one SQLite statement takes
+    (storage.delivery_writer), so the batch is split; everything reads back through the ordinary queries."""
+    assert await world.deliver("seen-before") is True
+    payload = {"action": "opened", "issue": {"title": "ünïcode \u2603", "n": None}}
+    batch = [
+        NewDelivery(world.endpoint, f"b-{n}", "github.issues.opened", payload, tuple(world.agents), 3)
+        for n in range(600)
+    ]
+    batch[10] = batch[3]  # a provider retry inside the same batch
+    batch[20] = NewDelivery(world.endpoint, "seen-before", "github.issues.opened", payload, (), 3)
+    new = await world.hooks.record_deliveries(batch)
+    assert [n for n, is_new in enumerate(new) if not is_new] == [10, 20]
+    jobs = await world.queue.list(world.endpoint.owner_id, limit=5000)
+    assert len(jobs) == 2 + 598 * 2
+    sample = next(j for j in jobs if j.payload == payload)
+    assert sample.status == JobStatus.QUEUED and sample.max_attempts == 3
+    assert sample.created_at == world.clock.now and sample.run_after == world.clock.now
+    assert len({j.id for j in jobs}) == len(jobs)
+    endpoint = await world.hooks.endpoint(world.endpoint.id)
+    assert endpoint is not None
+    assert (endpoint.delivery_count, endpoint.duplicate_count) == (599, 2)
+    assert endpoint.last_delivery_at == world.clock.now
 
 
 async def test_an_agent_claims_only_its_own_and_a_dead_workers_lease_comes_back(world: World) -> None:
