@@ -67,7 +67,8 @@ class JobPusher:
 
     async def wake_for(self, _agent_id: UUID) -> None:
         """A webhook listener: a job just arrived (for someone who may want it pushed)."""
-        self.wake()
+        if time.monotonic() >= self._nobody_until:  # else the round would find nobody to push to
+            self.wake()
 
     async def run(self) -> None:
         """Push until cancelled: whenever woken, and every poll interval for retries and leases."""

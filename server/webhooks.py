@@ -11,7 +11,7 @@ import asyncio
 import logging
 import secrets as token_source
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -243,13 +243,7 @@ class WebhookService:
             tuple(targets),
             self.settings.job_max_attempts,
         )
-        if await self._write(delivery):
-            for agent_id in targets:
-                for listener in self.listeners:
-                    try:
-                        await listener(agent_id)
-                    except Exception:  # a notification must never undo an acknowledged delivery
-                        logger.exception("job listener failed")
+        await self._write(delivery)
         return outcome.reply or Reply(200, b"", "text/plain")
 
     async def _route(self, endpoint_id: UUID) -> tuple[EndpointRecord, dict[str, str], list[UUID]] | None:
@@ -281,6 +275,7 @@ class WebhookService:
         no two writers fighting over SQLite's lock); directly otherwise."""
         if self._writes is None:
             [new] = await self.hooks.record_deliveries([delivery])
+            await self._announce([(delivery, new)])
             return new
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         await self._writes.put((delivery, done))
@@ -308,12 +303,24 @@ class WebhookService:
                 for (_, done), new in zip(batch, results, strict=True):
                     if not done.done():
                         done.set_result(new)
+                await self._announce(zip((delivery for delivery, _ in batch), results, strict=True))
         finally:
             pending, self._writes = self._writes, None
             while not pending.empty():  # not written, so not acknowledged: the provider retries
                 item = pending.get_nowait()
                 if item is not None and not item[1].done():
                     item[1].set_exception(RuntimeError("shutting down"))
+
+    async def _announce(self, written: Iterable[tuple[NewDelivery, bool]]) -> None:
+        """Tell the listeners (MCP subscribers, the pusher) once per agent that got new jobs, not
+        once per delivery: a batch of a hundred events for one agent is one notification."""
+        agents = dict.fromkeys(agent for delivery, new in written if new for agent in delivery.agent_ids)
+        for agent_id in agents:
+            for listener in self.listeners:
+                try:
+                    await listener(agent_id)
+                except Exception:  # a notification must never undo an acknowledged delivery
+                    logger.exception("job listener failed")
 
     def stop_writer(self) -> None:
         """Let the writer finish what is queued and return (see JobPusher.stop for why not cancel)."""

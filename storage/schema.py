@@ -8,7 +8,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
-from uuid6 import uuid7
+from uuid_utils.compat import uuid7
 
 metadata = sa.MetaData(
     naming_convention={
