@@ -42,6 +42,9 @@ _SECRETS_PURPOSE = "webhook-endpoint"
 ROUTING_TTL = 5.0
 WRITE_BATCH = 256
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+_OK = Reply(200, b"", "text/plain")
+# A receiver URL's endpoint, its opened secrets and the agents its jobs go to.
+_Route = tuple[EndpointRecord, dict[str, str], tuple[UUID, ...]]
 
 
 RECEIVER_PREFIX = "/api/v1/connectors/webhooks/"
@@ -70,9 +73,9 @@ class WebhookService:
         self.jobs = JobQueue(store.engine, retry_base_seconds=settings.job_retry_base_seconds)
         self.listeners: list[Callable[[UUID], Awaitable[None]]] = []  # told an agent has new jobs
         self._google_certs: tuple[float, dict[str, str]] = (0.0, {})
-        # Endpoint, opened secrets and target agents per endpoint, briefly: two reads less per
-        # delivery. Changes (a new agent, a disabled endpoint) apply within ROUTING_TTL seconds.
-        self._routing: dict[UUID, tuple[float, EndpointRecord, dict[str, str], list[UUID]]] = {}
+        # Endpoint, opened secrets and target agents by the URL's endpoint id, briefly: two reads
+        # less per delivery. Changes (a new agent, a disabled endpoint) apply within ROUTING_TTL seconds.
+        self._routing: dict[str, tuple[float, EndpointRecord, dict[str, str], tuple[UUID, ...]]] = {}
         self._routing_lock = asyncio.Lock()
         self._writes: asyncio.Queue[tuple[NewDelivery, asyncio.Future[bool]] | None] | None = None
 
@@ -215,11 +218,11 @@ class WebhookService:
     # -- receiving ---------------------------------------------------------------------------------
     async def receive(self, provider: str, endpoint_ref: str, inbound: Inbound) -> Reply:
         """Verify and record one delivery; raises Refused with the status to answer."""
-        try:
-            endpoint_id = UUID(endpoint_ref)
-        except ValueError:
-            raise Refused(404, "unknown webhook endpoint") from None
-        routing = await self._route(endpoint_id)
+        cached = self._routing.get(endpoint_ref)
+        if cached is not None and cached[0] > time.monotonic():
+            routing: _Route | None = cached[1:]
+        else:
+            routing = await self._route(endpoint_ref)
         if routing is None or routing[0].provider != provider:
             raise Refused(404, "unknown webhook endpoint")
         endpoint, secrets, targets = routing
@@ -240,35 +243,35 @@ class WebhookService:
             outcome.event_id,
             outcome.event_key,
             outcome.payload,  # parsed from JSON or a form by the receiver, so stored as is
-            tuple(targets),
+            targets,
             self.settings.job_max_attempts,
+            # json_body decoded it as UTF-8 already, so this cannot fail
+            inbound.body.decode() if outcome.payload_is_body else None,
         )
         await self._write(delivery)
-        return outcome.reply or Reply(200, b"", "text/plain")
+        return outcome.reply or _OK
 
-    async def _route(self, endpoint_id: UUID) -> tuple[EndpointRecord, dict[str, str], list[UUID]] | None:
-        cached = self._routing.get(endpoint_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1], cached[2], cached[3]
+    async def _route(self, endpoint_ref: str) -> _Route | None:
         # One refresh at a time: when the entry expires under load, the deliveries arriving
         # meanwhile wait for it instead of each reading the endpoint (and each taking a DB connection).
         async with self._routing_lock:
-            cached = self._routing.get(endpoint_id)
+            cached = self._routing.get(endpoint_ref)
             if cached is not None and cached[0] > time.monotonic():
-                return cached[1], cached[2], cached[3]
-            return await self._load_route(endpoint_id)
-
-    async def _load_route(
-        self, endpoint_id: UUID
-    ) -> tuple[EndpointRecord, dict[str, str], list[UUID]] | None:
-        endpoint = await self.hooks.endpoint(endpoint_id)
-        if endpoint is None or endpoint.status != "active":
-            self._routing.pop(endpoint_id, None)
-            return None
-        secrets = self.vault.open(endpoint.id, endpoint.sealed_secrets)
-        targets = await self._targets(endpoint)
-        self._routing[endpoint_id] = (time.monotonic() + ROUTING_TTL, endpoint, secrets, targets)
-        return endpoint, secrets, targets
+                return cached[1:]
+            try:
+                endpoint_id = UUID(endpoint_ref)
+            except ValueError:
+                return None
+            if str(endpoint_id) != endpoint_ref:  # only the form Tendril hands out (one cache entry each)
+                return None
+            endpoint = await self.hooks.endpoint(endpoint_id)
+            if endpoint is None or endpoint.status != "active":
+                self._routing.pop(endpoint_ref, None)
+                return None
+            secrets = self.vault.open(endpoint.id, endpoint.sealed_secrets)
+            targets = tuple(await self._targets(endpoint))
+            self._routing[endpoint_ref] = (time.monotonic() + ROUTING_TTL, endpoint, secrets, targets)
+            return endpoint, secrets, targets
 
     async def _write(self, delivery: NewDelivery) -> bool:
         """Through the group-commit writer when it runs (one transaction for many deliveries, and
@@ -278,7 +281,7 @@ class WebhookService:
             await self._announce([(delivery, new)])
             return new
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        await self._writes.put((delivery, done))
+        self._writes.put_nowait((delivery, done))  # unbounded: each waiting request holds one
         return await done
 
     async def run_writer(self) -> None:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
@@ -119,18 +120,26 @@ class _Rows:
 def _rows(batch: Sequence[NewDelivery], now: datetime) -> _Rows:
     rows = _Rows(_timestamp(now))
     stamp = rows.stamp
+    keys: dict[UUID, str] = {}  # a batch names the same few endpoints, owners and agents again and again
+
+    def key(value: UUID) -> str:
+        if (found := keys.get(value)) is None:
+            found = keys[value] = _uuid(value)
+        return found
+
     for item in batch:
         endpoint = item.endpoint
         delivery_key = _uuid(time_ordered_id())
         event_key = item.event_key[:200]
-        rows.deliveries.append((delivery_key, _uuid(endpoint.id), item.event_id[:200], event_key, stamp))
-        owner_key, payload = _uuid(endpoint.owner_id), _json(item.payload)
+        rows.deliveries.append((delivery_key, key(endpoint.id), item.event_id[:200], event_key, stamp))
+        owner_key = key(endpoint.owner_id)
+        payload = item.payload_json if item.payload_json is not None else _json(item.payload)
         rows.jobs.append(
             [
                 (
                     _uuid(time_ordered_id()),
                     owner_key,
-                    _uuid(agent_id),
+                    key(agent_id),
                     delivery_key,
                     endpoint.provider,
                     event_key,

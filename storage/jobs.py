@@ -250,6 +250,7 @@ class NewDelivery:
     payload: Any
     agent_ids: tuple[UUID, ...]
     max_attempts: int
+    payload_json: str | None = None  # the payload's JSON text when the provider sent exactly that
 
 
 def _insert_ignoring_duplicates(conn: AsyncConnection, table: sa.Table, keys: list[str]) -> Any:

@@ -29,6 +29,8 @@ class Event:
     event_key: str
     payload: Any
     reply: Reply | None = None  # what to answer instead of the default 200
+    # The payload is the request's JSON body, unchanged: stored as the text that came (no re-encoding).
+    payload_is_body: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ def same(a: str, b: str) -> bool:
 
 def json_body(inbound: Inbound) -> Any:
     try:
-        return json.loads(inbound.body)
+        # JSON between systems is UTF-8 (RFC 8259); decoding first spares json its encoding sniffing.
+        return json.loads(inbound.body.decode())
     except (ValueError, UnicodeDecodeError):
         raise Refused(400, "body is not valid JSON") from None
 

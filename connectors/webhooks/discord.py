@@ -52,7 +52,7 @@ class DiscordReceiver:
         kind = body.get("type")
         name = kinds.get(kind, f"type_{kind}") if isinstance(kind, int) else f"type_{kind}"
         key = f"discord.{name}" + (f".{key_part(data['name'])}" if data.get("name") else "")
-        return Event(str(interaction_id), key, body, reply=DEFERRED)
+        return Event(str(interaction_id), key, body, reply=DEFERRED, payload_is_body=True)
 
     @staticmethod
     def _webhook_event(body: dict[str, Any]) -> Event | Reply:
@@ -63,4 +63,6 @@ class DiscordReceiver:
         # Webhook events carry no id of their own: type, time and the data's ids make one.
         ids = [str(v) for k, v in sorted(data.items()) if k.endswith("id") and isinstance(v, str | int)]
         event_id = ":".join([str(event.get("type")), str(event.get("timestamp")), *ids])
-        return Event(event_id, f"discord.{key_part(event.get('type'))}", body, reply=Reply(204))
+        return Event(
+            event_id, f"discord.{key_part(event.get('type'))}", body, reply=Reply(204), payload_is_body=True
+        )

@@ -34,4 +34,4 @@ class GitHubReceiver:
             return Reply(200, b"pong")
         action = body.get("action")
         key = f"github.{key_part(name)}" + (f".{key_part(action)}" if isinstance(action, str) else "")
-        return Event(delivery, key, body)
+        return Event(delivery, key, body, payload_is_body=True)

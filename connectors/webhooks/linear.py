@@ -26,4 +26,4 @@ class LinearReceiver:
         if not delivery or not isinstance(kind, str):
             raise Refused(400, "Linear-Delivery header and type are required")
         key = f"linear.{key_part(kind)}" + (f".{key_part(action)}" if isinstance(action, str) else "")
-        return Event(delivery, key, body)
+        return Event(delivery, key, body, payload_is_body=True)

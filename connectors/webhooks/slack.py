@@ -43,7 +43,9 @@ class SlackReceiver:
         event_id = body.get("event_id")
         if not isinstance(event_id, str) or not event_id:
             raise Refused(400, "event_id missing")
-        return Event(event_id, f"slack.{key_part(event.get('type') or body.get('type'))}", body)
+        return Event(
+            event_id, f"slack.{key_part(event.get('type') or body.get('type'))}", body, payload_is_body=True
+        )
 
     @staticmethod
     def _form(inbound: Inbound) -> Event:

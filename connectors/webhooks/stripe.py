@@ -33,4 +33,4 @@ class StripeReceiver:
         event_id, kind = event.get("id"), event.get("type")
         if not isinstance(event_id, str) or not isinstance(kind, str):
             raise Refused(400, "event id and type are required")
-        return Event(event_id, f"stripe.{key_part(kind)}", event)
+        return Event(event_id, f"stripe.{key_part(kind)}", event, payload_is_body=True)

@@ -20,4 +20,4 @@ class TelegramReceiver:
         if not isinstance(update_id, int):
             raise Refused(400, "update_id missing")
         kind = next((key for key in update if key != "update_id"), "unknown")
-        return Event(str(update_id), f"telegram.{kind}", update)
+        return Event(str(update_id), f"telegram.{kind}", update, payload_is_body=True)

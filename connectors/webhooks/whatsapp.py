@@ -42,10 +42,10 @@ class WhatsAppReceiver:
                 f"{s.get('id')}:{s.get('status')}" for s in value.get("statuses", []) if isinstance(s, dict)
             ]
         if messages:
-            return Event(",".join(messages), "whatsapp.message", body)
+            return Event(",".join(messages), "whatsapp.message", body, payload_is_body=True)
         if statuses:
             status = statuses[0].rsplit(":", 1)[1]
-            return Event(",".join(statuses), f"whatsapp.status.{status}", body)
+            return Event(",".join(statuses), f"whatsapp.status.{status}", body, payload_is_body=True)
         raise Refused(400, "no messages or statuses in the notification")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -106,10 +107,22 @@ async def test_a_batch_dedupes_within_itself_and_against_what_is_stored(world: W
     ]
     batch[10] = batch[3]  # a provider retry inside the same batch
     batch[20] = NewDelivery(world.endpoint, "seen-before", "github.issues.opened", payload, (), 3)
+    # As a provider sent it (its spacing, raw UTF-8): stored as that text where the engine allows.
+    sent_text = json.dumps({"sent": "as is ☃"}, ensure_ascii=False, indent=1)
+    batch[30] = NewDelivery(
+        world.endpoint,
+        "as-sent",
+        "github.issues.opened",
+        json.loads(sent_text),
+        (world.agents[0],),
+        3,
+        sent_text,
+    )
     new = await world.hooks.record_deliveries(batch)
     assert [n for n, is_new in enumerate(new) if not is_new] == [10, 20]
     jobs = await world.queue.list(world.endpoint.owner_id, limit=5000)
-    assert len(jobs) == 2 + 598 * 2
+    assert len(jobs) == 2 + 597 * 2 + 1
+    assert [j.payload for j in jobs if "sent" in j.payload] == [{"sent": "as is ☃"}]
     sample = next(j for j in jobs if j.payload == payload)
     assert sample.status == JobStatus.QUEUED and sample.max_attempts == 3
     assert sample.created_at == world.clock.now and sample.run_after == world.clock.now
