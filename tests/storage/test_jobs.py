@@ -11,7 +11,8 @@ from uuid import UUID
 import anyio
 import pytest
 
-from storage import db
+from storage import db, delivery_writer
+from storage.db import sqlite_file
 from storage.jobs import EndpointRecord, JobQueue, JobStatus, NewDelivery, WebhookStore
 from storage.repositories import Store, utcnow
 
@@ -189,3 +190,25 @@ async def test_parallel_workers_never_share_a_job(world: World) -> None:
         for n in range(4):
             group.start_soon(worker, f"w{n}")
     assert len(claimed) == len(set(claimed)) == 20
+
+
+async def test_on_sqlite_the_wal_is_checkpointed_off_the_delivery_writers_commits(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's own connection never checkpoints (its commits stay short); the checkpointer
+    thread copies the WAL back into the database file instead."""
+    database_file = sqlite_file(world.hooks.engine)
+    if database_file is None:
+        pytest.skip("PostgreSQL has no WAL file to checkpoint")
+    monkeypatch.setattr(delivery_writer, "CHECKPOINT_INTERVAL_SECONDS", 0.0)
+    database = anyio.Path(database_file)
+    size_before = (await database.stat()).st_size
+    for batch in range(40):
+        deliveries = [
+            NewDelivery(world.endpoint, f"c-{batch}-{n}", "github.push", {"n": n}, tuple(world.agents), 3)
+            for n in range(50)
+        ]
+        await world.hooks.record_deliveries(deliveries)
+    world.hooks.close()  # waits for the checkpoint in progress
+    # 2,000 deliveries and 4,000 jobs reached the database file itself, not only its WAL.
+    assert (await database.stat()).st_size > size_before + 500_000
