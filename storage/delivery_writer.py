@@ -2,11 +2,13 @@
 
 Through SQLAlchemy over aiosqlite, writing a delivery cost more CPU than receiving it: every value
 of every row went through its type's bind processor, the batch's statements were prepared anew,
-and each statement was a hop to aiosqlite's thread and back. Here a batch is one call on a thread
-that owns its own sqlite3 connection to the same database file: the statements are compiled from
-the schema once, the values shared by a batch (its time, the endpoint, the agents) are converted
-once, and SQLite works with the GIL released. Values still go through the columns' own SQLAlchemy
-bind processors, so what is stored reads back through storage.jobs like any other row.
+and each statement was a hop to aiosqlite's thread and back. Here a batch is converted to plain
+tuples on the event loop (values shared by the batch converted once) and written in one call on a
+thread that owns its own sqlite3 connection: one query finds the batch's duplicates under the write
+lock, then one multi-row INSERT per table, so SQLite works with the GIL released. The statements
+are compiled from the schema and the values go through the columns' own SQLAlchemy bind processors
+(a payload the provider sent as JSON is stored as that text), so every row reads back through
+storage.jobs like any other. WAL checkpoints run on a thread of their own (_Checkpointer).
 
 PostgreSQL keeps the SQLAlchemy path (storage.jobs.WebhookStore), which asyncpg already makes lean.
 """
