@@ -215,3 +215,39 @@ async def test_secrets_are_sealed_and_never_shown(hub_app: Tendril, fakes: Fakes
         assert "github-hook-Canary-77e1" not in listed
     [endpoint] = await hub_app.hub.webhooks.hooks.list_endpoints(hooked.owner_id)
     assert "github-hook-Canary-77e1" not in endpoint.sealed_secrets
+
+
+async def test_the_receiver_refuses_other_methods_shapes_and_streams_and_hides_failures(
+    hub_app: Tendril, fakes: Fakes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The receiver is plain ASGI in front of the router (server/web/webhook_ingress): its edges."""
+    from tests.support.webhooks import GitHubSigner
+
+    hooked = await hook_up(hub_app, GitHubSigner(), fakes)
+    async with hooked:
+        good = hooked.signer.deliver("2001")
+        put = await hooked.api.put(hooked.path, content=good.body, headers=good.headers)
+        assert put.status_code == 405 and put.headers["allow"] == "POST, GET"
+        for shape in ("/api/v1/connectors/webhooks/github", f"{hooked.path}/extra"):
+            assert_error(await hooked.api.post(shape, content=good.body), 404, "NOT_FOUND")
+        # Only the endpoint id as Tendril hands it out: another spelling is no endpoint.
+        upper = hooked.path[:-36] + hooked.path[-36:].upper()
+        assert (await hooked.api.post(upper, content=good.body, headers=good.headers)).status_code == 404
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit applies as it streams
+            for _ in range(LIMIT // 1024 + 2):
+                yield b" " * 1024
+
+        streamed = await hooked.api.post(hooked.path, content=chunks(), headers=good.headers)
+        assert streamed.status_code == 413
+
+        async def broken(*_args: object) -> None:
+            raise RuntimeError("Canary-ingress-5f3 internals")
+
+        monkeypatch.setattr(hub_app.hub.webhooks, "receive", broken)
+        failed = await hooked.post(good.body, good.headers)
+        assert failed.status_code == 500 and "ref=" in failed.text
+        assert "Canary-ingress-5f3" not in failed.text
+        logged = [r for r in caplog.records if f"ref={failed.json()['reference']}" in r.getMessage()]
+        assert logged and "Canary-ingress-5f3" in str(logged[0].exc_info)  # the details: in the log only
+        assert await hooked.jobs() == []
