@@ -6,6 +6,7 @@ from connectors._connector import (
     ClientOptions,
     Connector,
     Hints,
+    HookRef,
     HookRequest,
     RegisteredHook,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "ConnectorSpec",
     "CredentialField",
     "Hints",
+    "HookRef",
     "HookRequest",
     "RegisteredHook",
     "RetryPolicy",

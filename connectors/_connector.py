@@ -89,10 +89,21 @@ class RegisteredHook:
     description: str
 
 
+@dataclass(frozen=True, slots=True)
+class HookRef:
+    """A webhook Tendril registered at the provider, as kept with its endpoint: enough to remove it."""
+
+    url: str  # where it delivers (Tendril's receiver URL)
+    hook_id: str | None  # RegisteredHook.hook_id
+    target: str | None  # HookRequest.target
+
+
 ClientFactory = Callable[[Mapping[str, str], ClientOptions], AbstractAsyncContextManager[Any]]
 Verifier = Callable[[Any], Awaitable[dict[str, Any]]]
 ErrorMapper = Callable[[BaseException], ConnectorError | None]
 HookRegistrar = Callable[[Any, HookRequest], Awaitable[RegisteredHook]]
+# True when the hook was removed; False when the provider had no such hook (any more) for Tendril.
+HookRemover = Callable[[Any, HookRef], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +131,7 @@ class Connector:
     _verifier: Verifier | None = None
     _error_mappers: list[ErrorMapper] = field(default_factory=list)
     _hook_registrar: HookRegistrar | None = None
+    _hook_remover: HookRemover | None = None
 
     @classmethod
     def load(cls, module_file: str) -> Connector:
@@ -199,6 +211,11 @@ class Connector:
         self._hook_registrar = func
         return func
 
+    def hook_remover(self, func: HookRemover) -> HookRemover:
+        """Declares how to remove a webhook the hook_registrar created (when its endpoint goes)."""
+        self._hook_remover = func
+        return func
+
     # -- used by the runtime -----------------------------------------------------------------
     def open_client(
         self, credentials: Mapping[str, str], options: ClientOptions
@@ -218,6 +235,11 @@ class Connector:
         if self._hook_registrar is None:
             raise TypeError(f"{self.slug} cannot register webhooks through its API")
         return await self._hook_registrar(client, request)
+
+    async def remove_hook(self, client: Any, hook: HookRef) -> bool:
+        if self._hook_remover is None:
+            raise TypeError(f"{self.slug} cannot remove webhooks through its API")
+        return await self._hook_remover(client, hook)
 
     def map_error(self, exc: BaseException) -> ConnectorError | None:
         for mapper in self._error_mappers:

@@ -23,6 +23,7 @@ from connectors._connector import (
     ActionContext,
     ClientOptions,
     Connector,
+    HookRef,
     HookRequest,
     RegisteredHook,
 )
@@ -159,6 +160,15 @@ class ActionRunner:
 
         async def work(client: Any) -> RegisteredHook:
             return await connector.register_hook(client, request)
+
+        return await self._with_client(connector, credentials, work)
+
+    async def remove_hook(self, connector: Connector, credentials: Mapping[str, str], hook: HookRef) -> bool:
+        """Remove a webhook that register_hook created, with a stored credential."""
+        self._register_secrets(connector, credentials)
+
+        async def work(client: Any) -> bool:
+            return await connector.remove_hook(client, hook)
 
         return await self._with_client(connector, credentials, work)
 

@@ -164,6 +164,21 @@ def cmd_webhooks_setup(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_hub(settings, work))
 
 
+def cmd_webhooks_delete(settings: Settings, args: argparse.Namespace) -> int:
+    """Retire an endpoint, removing the hook at the provider where Tendril registered it."""
+
+    async def work(hub: Hub) -> int:
+        found = await hub.webhooks.hooks.endpoint(parse_uuid(args.endpoint, "endpoint id"))
+        if found is None:
+            raise ApiError(404, "webhook endpoint not found")
+        endpoint, at_provider = await hub.webhooks.delete(found.owner_id, found.id)
+        _say(f"Deleted {endpoint.provider} webhook endpoint {endpoint.id}.")
+        _say(at_provider["how"])
+        return 0
+
+    return asyncio.run(_with_hub(settings, work))
+
+
 def _register_options(args: argparse.Namespace) -> dict[str, Any] | None:
     if not args.register:
         return None
@@ -263,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     hook_setup.add_argument("--repository", help="with --register on github: owner/name")
     hook_setup.add_argument("--event", action="append", help="with --register: an event to subscribe to")
     hook_setup.set_defaults(func=cmd_webhooks_setup)
+    hook_delete = webhooks.add_parser(
+        "delete", help="retire an endpoint (and the hook at the provider, where Tendril made it)"
+    )
+    hook_delete.add_argument("endpoint", help="the endpoint id")
+    hook_delete.set_defaults(func=cmd_webhooks_delete)
 
     crypto = sub.add_parser("crypto", help="encryption keys").add_subparsers(
         dest="crypto_command", required=True

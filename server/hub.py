@@ -17,7 +17,7 @@ from auth import api_keys
 from auth.credentials import CredentialVault
 from auth.oauth import OAuthFailure
 from auth.tokens import ReauthorizationNeeded, TokenKeeper
-from connectors import Action, ActionRunner, Catalog, Connector, HookRequest, RegisteredHook
+from connectors import Action, ActionRunner, Catalog, Connector, HookRef, HookRequest, RegisteredHook
 from connectors.errors import (
     ConnectorError,
     InvalidCredentials,
@@ -94,7 +94,9 @@ class Hub:
         self.waiters = ConnectionWaiters()
         self.tokens = TokenKeeper(store, vault)
         self.files = FileService(settings, store)
-        self.webhooks = WebhookService(settings, store, vault, catalog, register_hook=self.register_hook)
+        self.webhooks = WebhookService(
+            settings, store, vault, catalog, register_hook=self.register_hook, remove_hook=self.remove_hook
+        )
         self.oauth = OAuthConnections(
             settings=settings, catalog=catalog, store=store, flows=flows, vault=vault, waiters=self.waiters
         )
@@ -383,6 +385,16 @@ class Hub:
         credentials = await self._fresh_credentials(connection, connector)
         try:
             return await self.runner.register_hook(connector, credentials, request)
+        except InvalidCredentials:
+            await self._needs_reauth(connection)
+            raise self.not_connected(connection, reauth=True) from None
+
+    async def remove_hook(self, connection: ConnectionRecord, hook: HookRef) -> bool:
+        """Remove a webhook that register_hook created (raises ConnectorError)."""
+        connector = self.catalog[connection.connector_slug]
+        credentials = await self._fresh_credentials(connection, connector)
+        try:
+            return await self.runner.remove_hook(connector, credentials, hook)
         except InvalidCredentials:
             await self._needs_reauth(connection)
             raise self.not_connected(connection, reauth=True) from None

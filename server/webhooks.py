@@ -19,7 +19,7 @@ from uuid import UUID
 import httpx
 
 from auth.credentials import CredentialVault
-from connectors import Catalog, HookRequest, RegisteredHook
+from connectors import Catalog, HookRef, HookRequest, RegisteredHook
 from connectors.errors import (
     ConnectorError,
     Forbidden,
@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 # The endpoint id is the associated data of its sealed secrets: a row's secrets open only there.
 _SECRETS_PURPOSE = "webhook-endpoint"
+# Sealed next to the provider's secrets when Tendril registered the hook itself.
+_REGISTERED, _HOOK_ID, _HOOK_TARGET = "_registered_at_provider", "_provider_hook_id", "_provider_hook_target"
 ROUTING_TTL = 5.0
 WRITE_BATCH = 256
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
@@ -63,9 +65,11 @@ class WebhookService:
         catalog: Catalog,
         *,
         register_hook: Callable[[ConnectionRecord, HookRequest], Awaitable[RegisteredHook]],
+        remove_hook: Callable[[ConnectionRecord, HookRef], Awaitable[bool]],
     ) -> None:
         self.settings = settings
         self._register_hook = register_hook
+        self._remove_hook = remove_hook
         self.store = store
         self.vault = vault
         self.catalog = catalog
@@ -134,10 +138,13 @@ class WebhookService:
         agent_ids = await self._check_agents(owner_id, str(provider), agents)
         if hook_request is not None:
             hook = await self._register_at_provider(connection, hook_request)
-            given = dict(hook.secrets)
+            # Kept sealed with the secrets: what removing the hook at the provider will need.
+            given = {**hook.secrets, _REGISTERED: "true"}
             setup: dict[str, Any] = {"registered": True, "how": f"created {hook.description}"}
             if hook.hook_id is not None:
-                given["_provider_hook_id"] = setup["providerHookId"] = hook.hook_id
+                given[_HOOK_ID] = setup["providerHookId"] = hook.hook_id
+            if hook_request.target is not None:
+                given[_HOOK_TARGET] = hook_request.target
         else:
             setup = {"registered": False, "how": f"paste {url} into the provider's console"}
         sealed = self.vault.seal(endpoint_id, {**given, "_purpose": _SECRETS_PURPOSE})
@@ -186,6 +193,50 @@ class WebhookService:
             ) from None
         except ConnectorError as error:
             raise ApiError(502, f"could not create the hook: {error.message}") from None
+
+    # -- removal -----------------------------------------------------------------------------------
+    async def delete(self, owner_id: UUID, endpoint_id: UUID) -> tuple[EndpointRecord, dict[str, Any]]:
+        """Retire an endpoint; a hook Tendril registered is removed at the provider first (so a
+        failure there leaves the endpoint in place to try again). Returns it and what happened."""
+        endpoint = await self.hooks.endpoint(endpoint_id, owner_id)
+        if endpoint is None:
+            raise ApiError(404, "webhook endpoint not found")
+        at_provider = await self._remove_at_provider(endpoint)
+        deleted = await self.hooks.delete_endpoint(owner_id, endpoint_id)
+        if deleted is None:  # removed meanwhile by another request
+            raise ApiError(404, "webhook endpoint not found")
+        self._routing.pop(str(endpoint_id), None)  # other replicas follow within ROUTING_TTL
+        return deleted, at_provider
+
+    async def _remove_at_provider(self, endpoint: EndpointRecord) -> dict[str, Any]:
+        url, provider = self.url_for(endpoint), endpoint.provider
+        by_hand = f"remove the webhook that delivers to {url} in {provider}'s settings"
+        secrets = self.vault.open(endpoint.id, endpoint.sealed_secrets)
+        if _REGISTERED not in secrets and provider != "telegram":  # Telegram's are always ours
+            return {"removed": False, "how": f"it was created in {provider}'s console: {by_hand}"}
+        connection = (
+            await self.store.get_connection(endpoint.owner_id, endpoint.connection_id)
+            if endpoint.connection_id
+            else None
+        )
+        if connection is None or connection.status == ConnectionStatus.REVOKED:
+            return {"removed": False, "how": f"its connection is gone: {by_hand}"}
+        hook = HookRef(url=url, hook_id=secrets.get(_HOOK_ID), target=secrets.get(_HOOK_TARGET))
+        try:
+            removed = await self._remove_hook(connection, hook)
+        except NotConnected as error:  # no usable credential: do not hold the endpoint hostage
+            return {
+                "removed": False,
+                "how": f"the connection cannot reach {provider} (reconnect: {error.connect_url}): {by_hand}",
+            }
+        except ConnectorError as error:
+            logger.warning("could not remove the %s hook of endpoint %s: %s", provider, endpoint.id, error)
+            raise ApiError(
+                502, f"could not remove the hook at {provider} ({error.message}); try again, or {by_hand}"
+            ) from None
+        if not removed:
+            return {"removed": False, "how": f"{provider} had no such hook for Tendril any more"}
+        return {"removed": True, "how": f"removed the hook at {provider}"}
 
     @staticmethod
     def _check_secrets(provider: str, secrets: Any) -> dict[str, str]:

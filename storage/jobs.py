@@ -144,6 +144,24 @@ class WebhookStore:
         async with self.engine.connect() as conn:
             return [_endpoint(row) for row in await conn.execute(query)]
 
+    async def delete_endpoint(self, owner_id: UUID, endpoint_id: UUID) -> EndpointRecord | None:
+        """Retire an endpoint: its receiver URL stops answering; its deliveries and jobs stay."""
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    endpoints_t.update()
+                    .where(
+                        endpoints_t.c.id == endpoint_id,
+                        endpoints_t.c.owner_id == owner_id,
+                        endpoints_t.c.deleted_at.is_(None),
+                    )
+                    .values(status="deleted", deleted_at=now, updated_at=now)
+                    .returning(*endpoints_t.c)
+                )
+            ).first()
+        return _endpoint(row) if row else None
+
     async def count_rejection(self, endpoint_id: UUID, reason: str) -> None:
         """A refused delivery leaves only this trace: a counter and the reason."""
         now = self.clock()

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from pydantic import BaseModel, Field, field_validator
 
-from connectors import ActionContext, ClientOptions, Connector, Hints, HookRequest, RegisteredHook
+from connectors import ActionContext, ClientOptions, Connector, Hints, HookRef, HookRequest, RegisteredHook
 from connectors._http import new_http_client, retry_after_seconds
 from connectors.errors import (
     ConnectorError,
@@ -303,3 +303,18 @@ async def create_repository_hook(client: GitHubApi, request: HookRequest) -> Reg
         secrets={"secret": request.secret},
         description=f"GitHub hook {hook['id']} on {repository} for {', '.join(body['events'])}",
     )
+
+
+@connector.hook_remover
+async def delete_repository_hook(client: GitHubApi, hook: HookRef) -> bool:
+    """DELETE /repos/{owner}/{repo}/hooks/{id}. GitHub answers 404 for a hook that is gone (and for
+    a token that may not see hooks): either way there is nothing left for Tendril to remove."""
+    if not hook.hook_id or not hook.target:
+        return False
+    try:
+        await client.request("DELETE", f"/repos/{hook.target}/hooks/{hook.hook_id}")
+    except GitHubApiError as error:
+        if error.status == 404:
+            return False
+        raise
+    return True

@@ -18,7 +18,7 @@ from uuid import uuid4
 import httpx
 from pydantic import AfterValidator, BaseModel, Field
 
-from connectors import ActionContext, ClientOptions, Connector, Hints, HookRequest, RegisteredHook
+from connectors import ActionContext, ClientOptions, Connector, Hints, HookRef, HookRequest, RegisteredHook
 from connectors._http import new_http_client, retry_after_seconds
 from connectors.errors import (
     ConnectorError,
@@ -72,6 +72,9 @@ class StripeApi:
 
     async def get(self, path: str) -> dict[str, Any]:
         return _body(await self._http.get(path))
+
+    async def delete(self, path: str) -> dict[str, Any]:
+        return _body(await self._http.delete(path))
 
     async def create(self, path: str, params: Mapping[str, Any], idempotency_key: str) -> Created:
         response = await self._http.post(
@@ -525,3 +528,17 @@ async def create_webhook_endpoint(client: StripeApi, request: HookRequest) -> Re
         secrets={"signing_secret": secret},
         description=f"Stripe webhook endpoint {endpoint['id']} for {', '.join(events)}",
     )
+
+
+@connector.hook_remover
+async def delete_webhook_endpoint(client: StripeApi, hook: HookRef) -> bool:
+    """DELETE /v1/webhook_endpoints/{id}; an endpoint already deleted answers 404 resource_missing."""
+    if not hook.hook_id:
+        return False
+    try:
+        await client.delete(f"/v1/webhook_endpoints/{hook.hook_id}")
+    except StripeApiError as error:
+        if error.status == 404:
+            return False
+        raise
+    return True

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, Field
 
-from connectors import ActionContext, ClientOptions, Connector, Hints, HookRequest, RegisteredHook
+from connectors import ActionContext, ClientOptions, Connector, Hints, HookRef, HookRequest, RegisteredHook
 from connectors._http import new_http_client
 from connectors.errors import (
     ConnectorError,
@@ -186,3 +186,14 @@ async def set_webhook(client: BotApi, request: HookRequest) -> RegisteredHook:
         secrets={"secret_token": request.secret},
         description="Telegram webhook (setWebhook with a secret token)",
     )
+
+
+@connector.hook_remover
+async def delete_webhook(client: BotApi, hook: HookRef) -> bool:
+    """deleteWebhook, but only while the bot still delivers to this endpoint: if someone pointed it
+    elsewhere since, that hook is theirs to keep."""
+    info = await client.call("getWebhookInfo")
+    if not isinstance(info, dict) or info.get("url") != hook.url:
+        return False
+    await client.call("deleteWebhook")
+    return True

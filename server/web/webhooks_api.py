@@ -44,6 +44,16 @@ async def list_webhook_endpoints(request: Request, principal: OwnerPrincipal) ->
     return JSONResponse({"endpoints": [render_endpoint(e, service.url_for(e)) for e in found]})
 
 
+@endpoint("write")
+async def delete_webhook_endpoint(request: Request, principal: OwnerPrincipal) -> Response:
+    service = hub_of(request).webhooks
+    endpoint_id = parse_uuid(request.path_params["endpoint_id"], "endpoint id")
+    deleted, at_provider = await service.delete(principal.owner_id, endpoint_id)
+    return JSONResponse(
+        {"endpoint": render_endpoint(deleted, service.url_for(deleted)), "provider": at_provider}
+    )
+
+
 @endpoint("read")
 async def list_jobs(request: Request, principal: OwnerPrincipal) -> Response:
     service = hub_of(request).webhooks
@@ -110,6 +120,7 @@ def webhook_routes() -> list[Route]:
     return [  # the receiver itself is server.web.webhook_ingress, in front of the router
         Route("/api/v1/connections/{connection_id}/webhooks", set_up_webhook, methods=["POST"]),
         Route("/api/v1/webhook-endpoints", list_webhook_endpoints, methods=["GET"]),
+        Route("/api/v1/webhook-endpoints/{endpoint_id}", delete_webhook_endpoint, methods=["DELETE"]),
         Route("/api/v1/jobs", list_jobs, methods=["GET"]),
         Route("/api/v1/jobs/{job_id}/retry", retry_job, methods=["POST"]),
         Route("/api/v1/agents/{agent_id}/delivery", set_agent_delivery, methods=["PUT", "DELETE"]),

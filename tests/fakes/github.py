@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.fakes.loopback import request_params
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 JSON = dict[str, Any]
 DOCS = "https://docs.github.com/rest"
 WEB = "https://github.com"
-Operation = Literal["get_user", "create_issue", "list_issues", "create_comment", "create_hook"]
+Operation = Literal["get_user", "create_issue", "list_issues", "create_comment", "create_hook", "delete_hook"]
 
 
 @dataclass
@@ -144,10 +144,10 @@ class FakeGitHub:
         """The ASGI app; serve it with `run_asgi_on_loopback`."""
 
         def route(path: str, operation: Operation, method: str) -> Route:
-            async def endpoint(request: Request) -> JSONResponse:
+            async def endpoint(request: Request) -> Response:
                 return await self._dispatch(request, operation)
 
-            handler: Callable[[Request], Awaitable[JSONResponse]] = endpoint
+            handler: Callable[[Request], Awaitable[Response]] = endpoint
             return Route(path, handler, methods=[method])
 
         return Starlette(
@@ -157,10 +157,11 @@ class FakeGitHub:
                 route("/repos/{owner}/{repo}/issues", "create_issue", "POST"),
                 route("/repos/{owner}/{repo}/issues/{number:int}/comments", "create_comment", "POST"),
                 route("/repos/{owner}/{repo}/hooks", "create_hook", "POST"),
+                route("/repos/{owner}/{repo}/hooks/{hook_id:int}", "delete_hook", "DELETE"),
             ]
         )
 
-    async def _dispatch(self, request: Request, operation: Operation) -> JSONResponse:
+    async def _dispatch(self, request: Request, operation: Operation) -> Response:
         params = await request_params(request)
         path = dict(request.path_params)
         with self._lock:
@@ -182,6 +183,8 @@ class FakeGitHub:
             if operation == "list_issues":
                 headers.update(self._link_header(request, params, len(body["all"])))
                 body = body["page"]
+        if status == 204:
+            return Response(status_code=204, headers=headers)
         return JSONResponse(body, status_code=status, headers=headers)
 
     def _authenticate(self, header: str | None) -> GitHubToken:
@@ -204,6 +207,13 @@ class FakeGitHub:
         if operation == "create_hook":
             _require_hook_admin(token)
             return 201, self._create_hook(path, repo, params)
+        if operation == "delete_hook":
+            _require_hook_admin(token)
+            kept = [hook for hook in repo["hooks"] if hook["id"] != path["hook_id"]]
+            if len(kept) == len(repo["hooks"]):
+                raise GitHubError(404, "Not Found")
+            repo["hooks"] = kept
+            return 204, None
         _require_write(token)
         if operation == "create_issue":
             return 201, self._create_issue(path, repo, params, token)

@@ -169,6 +169,13 @@ class FakeStripe:
                 frozenset({"url", "enabled_events", "description", "api_version", "metadata"}),
             ),
             _Route(
+                "webhook_endpoints.delete",
+                "DELETE",
+                re.compile(r"/v1/webhook_endpoints/(?P<id>we_\w+)"),
+                "rak_webhook_write",
+                self._delete_webhook_endpoint,
+            ),
+            _Route(
                 "payment_intents.create",
                 "POST",
                 re.compile(r"/v1/payment_intents"),
@@ -405,6 +412,13 @@ class FakeStripe:
         }
         self.webhook_endpoints[endpoint["id"]] = endpoint
         return endpoint
+
+    def _delete_webhook_endpoint(self, params: JSON, key: StripeKey, path: dict[str, str]) -> JSON:
+        if self.webhook_endpoints.pop(path["id"], None) is None:
+            raise StripeError(
+                404, f"No such webhook endpoint: '{path['id']}'", code="resource_missing", param="id"
+            )
+        return {"id": path["id"], "object": "webhook_endpoint", "deleted": True}
 
     def _retrieve_customer(self, params: JSON, key: StripeKey, path: dict[str, str]) -> JSON:
         customer = self.customers.get(path["id"])

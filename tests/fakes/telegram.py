@@ -69,6 +69,8 @@ class FakeTelegram:
             "sendmessage": self._send_message,
             "getupdates": self._get_updates,
             "setwebhook": self._set_webhook,
+            "deletewebhook": self._delete_webhook,
+            "getwebhookinfo": self._get_webhook_info,
         }
         self.webhooks: dict[str, JSON] = {}  # bot token -> {url, secret_token, ...}
         self.add_chat(123456789, first_name="Alice")
@@ -251,6 +253,14 @@ class FakeTelegram:
             **{k: params[k] for k in options if k in params},
         }
         return True
+
+    def _delete_webhook(self, params: JSON, bot: JSON, token: str) -> bool:
+        self.webhooks.pop(token, None)
+        return True
+
+    def _get_webhook_info(self, params: JSON, bot: JSON, token: str) -> JSON:
+        hook = self.webhooks.get(token) or {}
+        return {"url": hook.get("url", ""), "has_custom_certificate": False, "pending_update_count": 0}
 
     def _resolve_chat(self, chat_id: Any) -> JSON:
         ref = str(chat_id or "")

@@ -203,8 +203,21 @@ def test_webhooks_setup_register_creates_the_stripe_endpoint_through_its_api(set
             TENDRIL_WEBHOOK_BASE_URL="https://hooks.tendril.test",
             TENDRIL_STRIPE_API_BASE=stripe_url,
         )
-    assert made.returncode == 0, made.stderr
-    [endpoint] = stripe.webhook_endpoints.values()
-    assert endpoint["enabled_events"] == ["invoice.paid"] and endpoint["url"] in made.stdout
-    assert f"created Stripe webhook endpoint {endpoint['id']}" in made.stdout
-    assert endpoint["secret"] not in made.stdout + made.stderr
+        assert made.returncode == 0, made.stderr
+        [endpoint] = stripe.webhook_endpoints.values()
+        assert endpoint["enabled_events"] == ["invoice.paid"] and endpoint["url"] in made.stdout
+        assert f"created Stripe webhook endpoint {endpoint['id']}" in made.stdout
+        assert endpoint["secret"] not in made.stdout + made.stderr
+
+        ours = made.stdout.split("webhook endpoint ")[1].split(".")[0]
+        deleted = tendril(
+            settings,
+            "webhooks",
+            "delete",
+            ours,
+            TENDRIL_WEBHOOK_BASE_URL="https://hooks.tendril.test",
+            TENDRIL_STRIPE_API_BASE=stripe_url,
+        )
+        assert deleted.returncode == 0, deleted.stderr
+        assert f"Deleted stripe webhook endpoint {ours}." in deleted.stdout
+        assert "removed the hook at stripe" in deleted.stdout and stripe.webhook_endpoints == {}

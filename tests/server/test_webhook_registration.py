@@ -116,6 +116,23 @@ async def test_github_hook_is_created_with_a_secret_tendril_keeps(
         [job] = (await api.get("/api/v1/jobs")).json()["jobs"]
         assert job["eventKey"] == "github.issues.opened"
         listed = (await api.get("/api/v1/webhook-endpoints")).text
+
+        # Deleting the endpoint removes the hook it created at GitHub; the URL stops answering.
+        stranger = await tendril_with_hooks.new_owner()
+        denied = await api.delete(
+            f"/api/v1/webhook-endpoints/{endpoint['id']}", headers={"X-Api-Key": stranger.api_key}
+        )
+        assert_error(denied, 404, "NOT_FOUND")
+        assert len(fakes.github.hooks()) == 1
+        deleted = await api.delete(f"/api/v1/webhook-endpoints/{endpoint['id']}")
+        assert deleted.status_code == 200, deleted.text
+        assert deleted.json()["endpoint"]["status"] == "deleted"
+        assert deleted.json()["provider"] == {"removed": True, "how": "removed the hook at github"}
+        assert fakes.github.hooks() == []
+        assert await status_of(api, path, signer.deliver("d-3")) == 404
+        assert (await api.get("/api/v1/webhook-endpoints")).json()["endpoints"] == []
+        assert len((await api.get("/api/v1/jobs")).json()["jobs"]) == 1  # its jobs stay
+        assert_error(await api.delete(f"/api/v1/webhook-endpoints/{endpoint['id']}"), 404, "NOT_FOUND")
     for canary in (secret, GITHUB_TOKEN):
         assert canary not in listed and canary not in caplog.text
 
@@ -144,6 +161,16 @@ async def test_stripe_endpoint_is_created_and_its_whsec_secret_stored(
         assert await status_of(api, path, stale) == 403
         assert len((await api.get("/api/v1/jobs")).json()["jobs"]) == 1
         listed = (await api.get("/api/v1/webhook-endpoints")).text
+
+        # Stripe failing the removal keeps the endpoint, so deleting again can finish the job.
+        fakes.stripe.fail_next("webhook_endpoints.delete", 500, should_retry=False)
+        failed = await api.delete(f"/api/v1/webhook-endpoints/{endpoint['id']}")
+        assert_error(failed, 502, "UPSTREAM_ERROR", "could not remove the hook at stripe")
+        assert fakes.stripe.webhook_endpoints and await status_of(api, path, signer.deliver("evt_3")) == 200
+        deleted = await api.delete(f"/api/v1/webhook-endpoints/{endpoint['id']}")
+        assert deleted.status_code == 200 and deleted.json()["provider"]["removed"] is True
+        assert fakes.stripe.webhook_endpoints == {}
+        assert await status_of(api, path, signer.deliver("evt_4")) == 404
     for canary in (made["secret"], STRIPE_KEY):
         assert canary not in listed and canary not in caplog.text
 
@@ -174,3 +201,11 @@ async def test_registration_failures_are_explained_and_store_nothing(
             f"/api/v1/connections/{slack_connection}/webhooks", json={"provider": "slack", "register": True}
         )
         assert_error(console_only, 400, "BAD_REQUEST", "created in its console")
+        pasted = await slack_api.post(
+            f"/api/v1/connections/{slack_connection}/webhooks",
+            json={"provider": "slack", "secrets": {"signing_secret": "slack-signing-Canary-1"}},
+        )
+        endpoint = pasted.json()["endpoint"]
+        deleted = await slack_api.delete(f"/api/v1/webhook-endpoints/{endpoint['id']}")
+        assert deleted.status_code == 200 and deleted.json()["provider"]["removed"] is False
+        assert endpoint["url"] in deleted.json()["provider"]["how"]  # what to remove by hand, and where

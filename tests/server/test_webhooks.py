@@ -251,3 +251,25 @@ async def test_the_receiver_refuses_other_methods_shapes_and_streams_and_hides_f
         logged = [r for r in caplog.records if f"ref={failed.json()['reference']}" in r.getMessage()]
         assert logged and "Canary-ingress-5f3" in str(logged[0].exc_info)  # the details: in the log only
         assert await hooked.jobs() == []
+
+
+async def test_deleting_a_telegram_endpoint_deletes_the_bots_webhook_only_while_it_is_ours(
+    hub_app: Tendril, fakes: Fakes
+) -> None:
+    from tests.support.webhooks import TelegramSigner
+
+    for repointed in (False, True):
+        hooked = await hook_up(hub_app, TelegramSigner(), fakes)
+        async with hooked:
+            if repointed:  # since setup, someone pointed the bot at another service
+                fakes.telegram.webhooks[TELEGRAM_TOKEN]["url"] = "https://elsewhere.example/hook"
+            endpoint_id = hooked.path.rsplit("/", 1)[1]
+            deleted = await hooked.api.delete(f"/api/v1/webhook-endpoints/{endpoint_id}")
+            assert deleted.status_code == 200, deleted.text
+            assert deleted.json()["provider"]["removed"] is not repointed
+            if repointed:
+                assert fakes.telegram.webhooks[TELEGRAM_TOKEN]["url"] == "https://elsewhere.example/hook"
+            else:
+                assert TELEGRAM_TOKEN not in fakes.telegram.webhooks
+            delivery = hooked.signer.deliver("3001")
+            assert (await hooked.post(delivery.body, delivery.headers)).status_code == 404
