@@ -209,10 +209,10 @@ class WebhookService:
         return deleted, at_provider
 
     async def _remove_at_provider(self, endpoint: EndpointRecord) -> dict[str, Any]:
-        url, provider = self.url_for(endpoint), endpoint.provider
+        url, provider = self.url_for(endpoint), self._provider_name(endpoint.provider)
         by_hand = f"remove the webhook that delivers to {url} in {provider}'s settings"
         secrets = self.vault.open(endpoint.id, endpoint.sealed_secrets)
-        if _REGISTERED not in secrets and provider != "telegram":  # Telegram's are always ours
+        if _REGISTERED not in secrets and endpoint.provider != "telegram":  # Telegram's are always ours
             return {"removed": False, "how": f"it was created in {provider}'s console: {by_hand}"}
         connection = (
             await self.store.get_connection(endpoint.owner_id, endpoint.connection_id)
@@ -237,6 +237,10 @@ class WebhookService:
         if not removed:
             return {"removed": False, "how": f"{provider} had no such hook for Tendril any more"}
         return {"removed": True, "how": f"removed the hook at {provider}"}
+
+    def _provider_name(self, provider: str) -> str:
+        connector = self.catalog.get(provider)
+        return connector.spec.name if connector else {"whatsapp": "WhatsApp"}.get(provider, provider.title())
 
     @staticmethod
     def _check_secrets(provider: str, secrets: Any) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """/admin/connector-events: the signed-in owner's webhook endpoints, delivery counts, normalised
-event keys, durable job states and dead letters (with a retry button). Only that owner's data."""
+event keys, durable job states and dead letters (with a retry button), and a delete button per
+endpoint. Only that owner's data."""
 
 from __future__ import annotations
 
@@ -38,7 +39,10 @@ async def connector_events(request: Request, session: WebSession) -> Response:
         f"<td><code>{_e(service.url_for(e))}</code></td><td>{_e(e.status)}</td>"
         f'<td class="deliveries">{e.delivery_count}</td><td>{e.duplicate_count}</td>'
         f"<td>{e.rejected_count}</td><td>{_when(e.last_delivery_at)}</td>"
-        f"<td>{_e(e.last_error or '-')}</td></tr>"
+        f"<td>{_e(e.last_error or '-')}</td><td>"
+        f'<form method="post" action="{PATH}/endpoints/{_e(e.id)}/delete">'
+        f'<input type="hidden" name="csrf" value="{_e(session.csrf_token)}">'
+        '<button type="submit">Delete</button></form></td></tr>'
         for e in endpoints
     )
     count_cells = "".join(
@@ -64,7 +68,8 @@ async def connector_events(request: Request, session: WebSession) -> Response:
     body = (
         "<h2>Webhook endpoints</h2>"
         '<table id="endpoints"><tr><th>Provider</th><th>Receiver URL</th><th>Status</th>'
-        "<th>Deliveries</th><th>Duplicates</th><th>Refused</th><th>Last delivery</th><th>Last error</th></tr>"
+        "<th>Deliveries</th><th>Duplicates</th><th>Refused</th><th>Last delivery</th><th>Last error</th>"
+        "<th></th></tr>"
         f"{endpoint_rows}</table>"
         f'<h2>Jobs</h2><ul id="job-counts">{count_cells}</ul>'
         f'<p><a href="{PATH}">all</a>{" (showing " + _e(wanted) + ")" if wanted else ""}</p>'
@@ -90,8 +95,26 @@ async def retry_dead_letter(request: Request, session: WebSession) -> Response:
     return RedirectResponse(PATH, status_code=303)
 
 
+@signed_in
+async def delete_endpoint(request: Request, session: WebSession) -> Response:
+    """Retire an endpoint (and its hook at the provider, where Tendril made it); says what happened."""
+    form = await request.form()
+    check_csrf(request, session, form.get("csrf"))
+    service = hub_of(request).webhooks
+    endpoint_id = parse_uuid(request.path_params["endpoint_id"], "endpoint id")
+    deleted, at_provider = await service.delete(session.owner_id, endpoint_id)
+    body = (
+        f'<p id="deleted">Deleted the {_e(deleted.provider)} endpoint '
+        f"<code>{_e(service.url_for(deleted))}</code>.</p>"
+        f'<p id="at-provider">{_e(at_provider["how"][:1].upper() + at_provider["how"][1:])}.</p>'
+        f'<p><a href="{PATH}">Back to connector events</a></p>'
+    )
+    return page("Endpoint deleted", body)
+
+
 def admin_routes() -> list[BaseRoute]:
     return [
         Route(PATH, connector_events, methods=["GET"]),
         Route(PATH + "/jobs/{job_id}/retry", retry_dead_letter, methods=["POST"]),
+        Route(PATH + "/endpoints/{endpoint_id}/delete", delete_endpoint, methods=["POST"]),
     ]

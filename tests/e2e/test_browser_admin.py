@@ -1,5 +1,6 @@
 """/admin/connector-events in real headless Chromium: an owner signs in and sees their endpoints,
-delivery counts, event keys and job states (never another owner's), and retries a dead letter."""
+delivery counts, event keys and job states (never another owner's), retries a dead letter and deletes
+an endpoint."""
 
 from __future__ import annotations
 
@@ -116,4 +117,20 @@ async def test_the_owner_sees_their_events_and_retries_a_dead_letter(admin_world
         await expect(tab.locator("#dead-letters tr[data-dead]")).to_have_count(0)
         await expect(tab.locator('[data-count="queued"]')).to_have_text("3")
         await save_screenshot(tab, f"{SHOT}after-retry")
+
+        # Deleting the endpoint (its secret was pasted from GitHub's console: nothing to remove there).
+        async with tab.expect_navigation():
+            await endpoints.locator("button").click()
+        await expect(tab.locator("h1")).to_have_text("Endpoint deleted")
+        await expect(tab.locator("#at-provider")).to_contain_text("created in GitHub's console")
+        await save_screenshot(tab, f"{SHOT}deleted")
+        async with tab.expect_navigation():
+            await tab.click("text=Back to connector events")
+        await expect(tab.locator("#endpoints tr[data-endpoint]")).to_have_count(0)
+        await expect(tab.locator("#jobs tr[data-job]")).to_have_count(3)  # its jobs stay
+    async with httpx.AsyncClient(base_url=world.url, timeout=10) as http:
+        late = mine.deliver("mine-9")
+        assert (await http.post(mine_path, content=late.body, headers=late.headers)).status_code == 404
+        still = theirs.deliver("theirs-1")
+        assert (await http.post(their_path, content=still.body, headers=still.headers)).status_code == 200
     await asyncio.sleep(0)

@@ -220,4 +220,4 @@ def test_webhooks_setup_register_creates_the_stripe_endpoint_through_its_api(set
         )
         assert deleted.returncode == 0, deleted.stderr
         assert f"Deleted stripe webhook endpoint {ours}." in deleted.stdout
-        assert "removed the hook at stripe" in deleted.stdout and stripe.webhook_endpoints == {}
+        assert "removed the hook at Stripe" in deleted.stdout and stripe.webhook_endpoints == {}

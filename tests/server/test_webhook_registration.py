@@ -127,7 +127,7 @@ async def test_github_hook_is_created_with_a_secret_tendril_keeps(
         deleted = await api.delete(f"/api/v1/webhook-endpoints/{endpoint['id']}")
         assert deleted.status_code == 200, deleted.text
         assert deleted.json()["endpoint"]["status"] == "deleted"
-        assert deleted.json()["provider"] == {"removed": True, "how": "removed the hook at github"}
+        assert deleted.json()["provider"] == {"removed": True, "how": "removed the hook at GitHub"}
         assert fakes.github.hooks() == []
         assert await status_of(api, path, signer.deliver("d-3")) == 404
         assert (await api.get("/api/v1/webhook-endpoints")).json()["endpoints"] == []
@@ -165,7 +165,7 @@ async def test_stripe_endpoint_is_created_and_its_whsec_secret_stored(
         # Stripe failing the removal keeps the endpoint, so deleting again can finish the job.
         fakes.stripe.fail_next("webhook_endpoints.delete", 500, should_retry=False)
         failed = await api.delete(f"/api/v1/webhook-endpoints/{endpoint['id']}")
-        assert_error(failed, 502, "UPSTREAM_ERROR", "could not remove the hook at stripe")
+        assert_error(failed, 502, "UPSTREAM_ERROR", "could not remove the hook at Stripe")
         assert fakes.stripe.webhook_endpoints and await status_of(api, path, signer.deliver("evt_3")) == 200
         deleted = await api.delete(f"/api/v1/webhook-endpoints/{endpoint['id']}")
         assert deleted.status_code == 200 and deleted.json()["provider"]["removed"] is True
