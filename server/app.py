@@ -131,10 +131,12 @@ def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
             async with mcp_server.session_manager.run(), anyio.create_task_group() as background:
                 background.start_soon(pusher.run)
                 background.start_soon(hub.webhooks.run_writer)
+                background.start_soon(hub.notices.listen)
                 yield {}
                 # Ask the loops to finish their current round; cancel only those that overstay.
                 pusher.stop()
                 hub.webhooks.stop_writer()
+                hub.notices.stop()
                 background.cancel_scope.deadline = anyio.current_time() + BACKGROUND_STOP_SECONDS
         finally:
             hub.webhooks.hooks.close()

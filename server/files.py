@@ -21,6 +21,7 @@ from connectors.gcs.actions import GcsRoot, OutsideRoot, filesystem
 from server.errors import ApiError
 from server.settings import Settings
 from storage.files import BadEncoding, FileStore, UploadTooLarge, read_lines, read_range
+from storage.notices import ChangeNotices
 from storage.repositories import ConnectionRecord, ConnectionStatus, Store
 
 LOCAL_FILE, GCS = "local_file", "gcs"
@@ -41,6 +42,7 @@ _SEED_STATUS = {
 }
 
 FileChanged = Callable[[ConnectionRecord], Awaitable[None]]
+_FILE_NOTICE = "file"  # storage.notices topic: file:<connection id>, after an upload
 
 
 def connector_id(record: ConnectionRecord) -> str:
@@ -77,12 +79,24 @@ def _chunk(data: bytes, encoding: str | None, mime: str, size: int, lines: int |
 
 
 class FileService:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, notices: ChangeNotices) -> None:
         self.settings = settings
         self.store = store
         url = settings.resolved_files_url
         self.file_store = FileStore(url, **self._storage_options(url)) if url else None
-        self.listeners: list[FileChanged] = []
+        self.listeners: list[FileChanged] = []  # told on every replica (storage.notices)
+        self.notices = notices
+        notices.subscribe(self._on_notice)
+
+    async def _on_notice(self, topic: str) -> None:
+        kind, _, ref = topic.partition(":")
+        if kind != _FILE_NOTICE:
+            return
+        record = await self.store.connection_by_id(UUID(ref))
+        if record is None:
+            return
+        for listener in self.listeners:
+            await listener(record)
 
     def _storage_options(self, url: str) -> dict[str, Any]:
         """Files kept in GCS use the same Google settings as gcs connections."""
@@ -224,8 +238,7 @@ class FileService:
             raise ApiError(404, "Connector not found")
         if previous:
             await store.delete(previous)
-        for listener in self.listeners:
-            await listener(updated)
+        await self.notices.publish(f"{_FILE_NOTICE}:{updated.id}")
         return updated
 
     @staticmethod

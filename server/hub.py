@@ -34,6 +34,7 @@ from server.settings import Settings
 from server.waiters import ConnectionWaiters
 from server.webhooks import WebhookService
 from storage.flows import FlowStore
+from storage.notices import ChangeNotices
 from storage.repositories import (
     AgentRecord,
     AlreadyExists,
@@ -93,9 +94,16 @@ class Hub:
         self.runner = runner
         self.waiters = ConnectionWaiters()
         self.tokens = TokenKeeper(store, vault)
-        self.files = FileService(settings, store)
+        self.notices = ChangeNotices(store.engine)
+        self.files = FileService(settings, store, self.notices)
         self.webhooks = WebhookService(
-            settings, store, vault, catalog, register_hook=self.register_hook, remove_hook=self.remove_hook
+            settings,
+            store,
+            vault,
+            catalog,
+            register_hook=self.register_hook,
+            remove_hook=self.remove_hook,
+            notices=self.notices,
         )
         self.oauth = OAuthConnections(
             settings=settings, catalog=catalog, store=store, flows=flows, vault=vault, waiters=self.waiters

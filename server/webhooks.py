@@ -33,6 +33,7 @@ from connectors.webhooks.gmail import GmailPushReceiver
 from server.errors import ApiError
 from server.settings import Settings
 from storage.jobs import EndpointRecord, JobQueue, JobRecord, NewDelivery, WebhookStore
+from storage.notices import ChangeNotices
 from storage.repositories import ConnectionRecord, ConnectionStatus, Store
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ ROUTING_TTL = 5.0
 WRITE_BATCH = 256
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 _OK = Reply(200, b"", "text/plain")
+_JOBS_NOTICE = "jobs"  # storage.notices topic: jobs:<agent id>, when an agent has new jobs
 # A receiver URL's endpoint, its opened secrets and the agents its jobs go to.
 _Route = tuple[EndpointRecord, dict[str, str], tuple[UUID, ...]]
 
@@ -66,6 +68,7 @@ class WebhookService:
         *,
         register_hook: Callable[[ConnectionRecord, HookRequest], Awaitable[RegisteredHook]],
         remove_hook: Callable[[ConnectionRecord, HookRef], Awaitable[bool]],
+        notices: ChangeNotices,
     ) -> None:
         self.settings = settings
         self._register_hook = register_hook
@@ -75,7 +78,10 @@ class WebhookService:
         self.catalog = catalog
         self.hooks = WebhookStore(store.engine)
         self.jobs = JobQueue(store.engine, retry_base_seconds=settings.job_retry_base_seconds)
-        self.listeners: list[Callable[[UUID], Awaitable[None]]] = []  # told an agent has new jobs
+        # Told on every replica (storage.notices) that an agent has new jobs.
+        self.listeners: list[Callable[[UUID], Awaitable[None]]] = []
+        self.notices = notices
+        notices.subscribe(self._on_notice)
         self._google_certs: tuple[float, dict[str, str]] = (0.0, {})
         # Endpoint, opened secrets and target agents by the URL's endpoint id, briefly: two reads
         # less per delivery. Changes (a new agent, a disabled endpoint) apply within ROUTING_TTL seconds.
@@ -370,15 +376,28 @@ class WebhookService:
                     item[1].set_exception(RuntimeError("shutting down"))
 
     async def _announce(self, written: Iterable[tuple[NewDelivery, bool]]) -> None:
-        """Tell the listeners (MCP subscribers, the pusher) once per agent that got new jobs, not
-        once per delivery: a batch of a hundred events for one agent is one notification."""
+        """Once per agent that got new jobs, not once per delivery: a batch of a hundred events for
+        one agent is one notice."""
         agents = dict.fromkeys(agent for delivery, new in written if new for agent in delivery.agent_ids)
-        for agent_id in agents:
-            for listener in self.listeners:
-                try:
-                    await listener(agent_id)
-                except Exception:  # a notification must never undo an acknowledged delivery
-                    logger.exception("job listener failed")
+        await self.announce_jobs(agents)
+
+    async def announce_jobs(self, agent_ids: Iterable[UUID]) -> None:
+        """Tell every replica's listeners (MCP subscribers, the pusher) that these agents have jobs."""
+        for agent_id in agent_ids:
+            try:
+                await self.notices.publish(f"{_JOBS_NOTICE}:{agent_id}")
+            except Exception:  # a notification must never undo an acknowledged delivery
+                logger.exception("could not announce new jobs")
+
+    async def _on_notice(self, topic: str) -> None:
+        kind, _, ref = topic.partition(":")
+        if kind != _JOBS_NOTICE:
+            return
+        for listener in self.listeners:
+            try:
+                await listener(UUID(ref))
+            except Exception:
+                logger.exception("job listener failed")
 
     def stop_writer(self) -> None:
         """Let the writer finish what is queued and return (see JobPusher.stop for why not cancel)."""

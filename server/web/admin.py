@@ -90,8 +90,7 @@ async def retry_dead_letter(request: Request, session: WebSession) -> Response:
     revived = await service.jobs.retry_dead(job_id, owner_id=session.owner_id)
     if revived is None:
         raise ApiError(404, "That job is not a dead letter of yours.")
-    for listener in service.listeners:
-        await listener(revived.agent_id)
+    await service.announce_jobs([revived.agent_id])
     return RedirectResponse(PATH, status_code=303)
 
 

@@ -80,8 +80,7 @@ async def retry_job(request: Request, principal: OwnerPrincipal) -> Response:
         if await service.jobs.get(job_id, owner_id=principal.owner_id) is None:
             raise ApiError(404, "job not found")
         raise ApiError(409, "only dead or failed jobs can be retried")
-    for listener in service.listeners:
-        await listener(revived.agent_id)
+    await service.announce_jobs([revived.agent_id])
     return JSONResponse({"job": render_job(revived)})
 
 

@@ -14,10 +14,11 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
-from server.app import build_hub
+from server.app import build_app, build_hub
 from server.mcp_jobs import CLAIM_TOOL, COMPLETE_TOOL, FAIL_TOOL, pending_uri
 from server.settings import Settings
 from tests.conftest import LiveTendril, serving
+from tests.fakes.loopback import run_asgi_on_loopback
 from tests.support.mcp import mcp_client
 from tests.support.webhooks import GitHubSigner
 
@@ -158,3 +159,28 @@ async def test_a_dead_job_is_retried_from_the_api(setup: Setup) -> None:
         assert (await setup.http.post(f"/api/v1/jobs/{job['id']}/retry")).status_code == 409
         [again] = structured(await mcp.call_tool(CLAIM_TOOL, {}))["jobs"]
         assert again["id"] == job["id"]
+
+
+async def test_a_subscriber_on_one_replica_hears_of_a_delivery_another_replica_took(setup: Setup) -> None:
+    """Two replicas on one PostgreSQL database: the delivery lands on the first, the agent's MCP
+    session lives on the second, and a NOTIFY carries the news across (storage.notices)."""
+    if not setup.live.settings.resolved_database_url.startswith("postgresql"):
+        pytest.skip("replicas share PostgreSQL; SQLite serves one process")
+    worker_id, worker_key = await setup.agent("replica-worker", ["github"])
+    await setup.endpoint(agents=[worker_id])
+    arrived = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            arrived.set()
+
+    with run_asgi_on_loopback(build_app(setup.live.settings), lifespan="on") as second_replica:
+        async with mcp_client(second_replica, worker_key, message_handler=on_message) as mcp:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                await mcp.subscribe_resource(pending_uri(UUID(worker_id)))
+            await setup.deliver("delivery-on-the-first-replica")
+            with anyio.fail_after(10):
+                await arrived.wait()
+            [job] = structured(await mcp.call_tool(CLAIM_TOOL, {}))["jobs"]
+            assert job["eventKey"] == "github.issues.opened"
