@@ -240,8 +240,11 @@ class WebhookService:
             raise ApiError(
                 502, f"could not remove the hook at {provider} ({error.message}); try again, or {by_hand}"
             ) from None
-        if not removed:
-            return {"removed": False, "how": f"{provider} had no such hook for Tendril any more"}
+        if not removed:  # gone already, or (older GitHub endpoints) its repository was not kept
+            return {
+                "removed": False,
+                "how": f"{provider} has no hook of Tendril's left to remove; if one delivers, {by_hand}",
+            }
         return {"removed": True, "how": f"removed the hook at {provider}"}
 
     def _provider_name(self, provider: str) -> str:

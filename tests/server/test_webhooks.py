@@ -269,6 +269,7 @@ async def test_deleting_a_telegram_endpoint_deletes_the_bots_webhook_only_while_
             assert deleted.json()["provider"]["removed"] is not repointed
             if repointed:
                 assert fakes.telegram.webhooks[TELEGRAM_TOKEN]["url"] == "https://elsewhere.example/hook"
+                assert "no hook of Tendril's left to remove" in deleted.json()["provider"]["how"]
             else:
                 assert TELEGRAM_TOKEN not in fakes.telegram.webhooks
             delivery = hooked.signer.deliver("3001")
