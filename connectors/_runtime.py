@@ -18,15 +18,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from auth.redaction import secrets_to_redact
-from connectors._connector import (
-    Action,
-    ActionContext,
-    ClientOptions,
-    Connector,
-    HookRef,
-    HookRequest,
-    RegisteredHook,
-)
+from connectors._connector import Action, ActionContext, ClientOptions, Connector
 from connectors.errors import (
     ConnectorError,
     InvalidInput,
@@ -145,31 +137,15 @@ class ActionRunner:
 
     async def verify(self, connector: Connector, credentials: Mapping[str, str]) -> dict[str, Any]:
         """Ask the provider whether a credential works; returns non-secret account facts."""
+        return await self.call(connector, credentials, connector.verify)
+
+    async def call(
+        self, connector: Connector, credentials: Mapping[str, str], work: Callable[[Any], Awaitable[_T]]
+    ) -> _T:
+        """One provider call outside an action (verifying a credential, registering or removing a
+        hook): the connector's own client, timeout and error mapping, its secrets redacted; not
+        retried."""
         self._register_secrets(connector, credentials)
-
-        async def work(client: Any) -> dict[str, Any]:
-            return await connector.verify(client)
-
-        return await self._with_client(connector, credentials, work)
-
-    async def register_hook(
-        self, connector: Connector, credentials: Mapping[str, str], request: HookRequest
-    ) -> RegisteredHook:
-        """Create a webhook at the provider with a stored credential (not retried: it creates)."""
-        self._register_secrets(connector, credentials)
-
-        async def work(client: Any) -> RegisteredHook:
-            return await connector.register_hook(client, request)
-
-        return await self._with_client(connector, credentials, work)
-
-    async def remove_hook(self, connector: Connector, credentials: Mapping[str, str], hook: HookRef) -> bool:
-        """Remove a webhook that register_hook created, with a stored credential."""
-        self._register_secrets(connector, credentials)
-
-        async def work(client: Any) -> bool:
-            return await connector.remove_hook(client, hook)
-
         return await self._with_client(connector, credentials, work)
 
     async def _attempt(

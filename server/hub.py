@@ -6,9 +6,9 @@ Routes and tool handlers stay thin: they authenticate, parse, call one method he
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -46,6 +46,7 @@ from storage.repositories import (
 )
 
 _LABEL_MAX = 200
+_T = TypeVar("_T")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -372,9 +373,8 @@ class Hub:
         self, connection: ConnectionRecord, action: Action, params: Mapping[str, Any]
     ) -> BaseModel:
         """Run an action with a stored connection's credential (raises ConnectorError)."""
-        connector = self.catalog[connection.connector_slug]
-        credentials = await self._fresh_credentials(connection, connector)
-        try:
+
+        async def run(connector: Connector, credentials: dict[str, str]) -> BaseModel:
             return await self.runner.run(
                 connector,
                 action,
@@ -383,26 +383,40 @@ class Hub:
                 config=connection.config,
                 connection_id=connection.id,
             )
-        except InvalidCredentials:
-            await self._needs_reauth(connection)
-            raise self.not_connected(connection, reauth=True) from None
+
+        return await self._with_credentials(connection, run)
 
     async def register_hook(self, connection: ConnectionRecord, request: HookRequest) -> RegisteredHook:
         """Create a webhook at the provider with the connection's credential (raises ConnectorError)."""
-        connector = self.catalog[connection.connector_slug]
-        credentials = await self._fresh_credentials(connection, connector)
-        try:
-            return await self.runner.register_hook(connector, credentials, request)
-        except InvalidCredentials:
-            await self._needs_reauth(connection)
-            raise self.not_connected(connection, reauth=True) from None
+
+        async def register(connector: Connector, credentials: dict[str, str]) -> RegisteredHook:
+            return await self.runner.call(
+                connector, credentials, lambda client: connector.register_hook(client, request)
+            )
+
+        return await self._with_credentials(connection, register)
 
     async def remove_hook(self, connection: ConnectionRecord, hook: HookRef) -> bool:
         """Remove a webhook that register_hook created (raises ConnectorError)."""
+
+        async def remove(connector: Connector, credentials: dict[str, str]) -> bool:
+            return await self.runner.call(
+                connector, credentials, lambda client: connector.remove_hook(client, hook)
+            )
+
+        return await self._with_credentials(connection, remove)
+
+    async def _with_credentials(
+        self,
+        connection: ConnectionRecord,
+        use: Callable[[Connector, dict[str, str]], Awaitable[_T]],
+    ) -> _T:
+        """Call the provider with the connection's fresh credential; a credential the provider now
+        refuses marks the connection for reconnecting and raises NotConnected."""
         connector = self.catalog[connection.connector_slug]
         credentials = await self._fresh_credentials(connection, connector)
         try:
-            return await self.runner.remove_hook(connector, credentials, hook)
+            return await use(connector, credentials)
         except InvalidCredentials:
             await self._needs_reauth(connection)
             raise self.not_connected(connection, reauth=True) from None

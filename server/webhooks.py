@@ -54,6 +54,12 @@ _Route = tuple[EndpointRecord, dict[str, str], tuple[UUID, ...]]
 RECEIVER_PREFIX = "/api/v1/connectors/webhooks/"
 
 
+def _only_by_api(provider: str) -> bool:
+    """A provider whose receiver takes no secret from the owner (Telegram: there is no console to
+    copy one from) gets its hook through the API, always: setup registers it, deletion removes it."""
+    return not receiver_for(provider).secret_names
+
+
 def receiver_path(provider: str, endpoint_id: UUID) -> str:
     return f"{RECEIVER_PREFIX}{provider}/{endpoint_id}"
 
@@ -137,8 +143,8 @@ class WebhookService:
         self._check_public_base()
         endpoint_id = UUID(bytes=token_source.token_bytes(16), version=4)
         url = self.base_url + receiver_path(str(provider), endpoint_id)
-        if provider == "telegram" and register is None:
-            register = True  # Telegram has no console: setWebhook is the only way
+        if register is None and _only_by_api(str(provider)):
+            register = True
         hook_request = self._check_register(str(provider), register, url)
         given = {} if hook_request is not None else self._check_secrets(str(provider), secrets)
         agent_ids = await self._check_agents(owner_id, str(provider), agents)
@@ -218,7 +224,7 @@ class WebhookService:
         url, provider = self.url_for(endpoint), self._provider_name(endpoint.provider)
         by_hand = f"remove the webhook that delivers to {url} in {provider}'s settings"
         secrets = self.vault.open(endpoint.id, endpoint.sealed_secrets)
-        if _REGISTERED not in secrets and endpoint.provider != "telegram":  # Telegram's are always ours
+        if _REGISTERED not in secrets and not _only_by_api(endpoint.provider):
             return {"removed": False, "how": f"it was created in {provider}'s console: {by_hand}"}
         connection = (
             await self.store.get_connection(endpoint.owner_id, endpoint.connection_id)
