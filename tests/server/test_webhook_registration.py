@@ -134,7 +134,7 @@ async def test_github_hook_is_created_with_a_secret_tendril_keeps(
         assert len((await api.get("/api/v1/jobs")).json()["jobs"]) == 1  # its jobs stay
         assert_error(await api.delete(f"/api/v1/webhook-endpoints/{endpoint['id']}"), 404, "NOT_FOUND")
     for canary in (secret, GITHUB_TOKEN):
-        assert canary not in listed and canary not in caplog.text
+        assert canary not in listed and canary not in deleted.text and canary not in caplog.text
 
 
 async def test_stripe_endpoint_is_created_and_its_whsec_secret_stored(
@@ -172,7 +172,7 @@ async def test_stripe_endpoint_is_created_and_its_whsec_secret_stored(
         assert fakes.stripe.webhook_endpoints == {}
         assert await status_of(api, path, signer.deliver("evt_4")) == 404
     for canary in (made["secret"], STRIPE_KEY):
-        assert canary not in listed and canary not in caplog.text
+        assert canary not in listed + failed.text + deleted.text and canary not in caplog.text
 
 
 async def test_registration_failures_are_explained_and_store_nothing(
