@@ -1,4 +1,4 @@
-"""Connectors: declarative specs plus async actions, run through one runtime."""
+"""Connectors: declarative specs plus async actions and webhook receivers, run through one runtime."""
 
 from connectors._connector import (
     Action,
@@ -12,7 +12,8 @@ from connectors._connector import (
 )
 from connectors._registry import Catalog, load_catalog
 from connectors._runtime import ActionRunner, RetryPolicy
-from connectors._spec import ConnectorSpec, CredentialField
+from connectors._spec import ConnectorSpec, CredentialField, WebhookSpec
+from connectors._webhook import Event, Inbound, Receiver, Refused, Reply
 
 __all__ = [
     "Action",
@@ -23,10 +24,16 @@ __all__ = [
     "Connector",
     "ConnectorSpec",
     "CredentialField",
+    "Event",
     "Hints",
     "HookRef",
     "HookRequest",
+    "Inbound",
+    "Receiver",
+    "Refused",
     "RegisteredHook",
+    "Reply",
     "RetryPolicy",
+    "WebhookSpec",
     "load_catalog",
 ]

@@ -14,7 +14,8 @@ from uuid import UUID
 import httpx
 from pydantic import BaseModel
 
-from connectors._spec import ConnectorSpec
+from connectors._spec import ConnectorSpec, WebhookSpec
+from connectors._webhook import Receiver
 from connectors.errors import ConnectorError
 
 ClientT = TypeVar("ClientT")
@@ -132,6 +133,7 @@ class Connector:
     _error_mappers: list[ErrorMapper] = field(default_factory=list)
     _hook_registrar: HookRegistrar | None = None
     _hook_remover: HookRemover | None = None
+    _receiver: type[Receiver] | None = None
 
     @classmethod
     def load(cls, module_file: str) -> Connector:
@@ -216,6 +218,13 @@ class Connector:
         self._hook_remover = func
         return func
 
+    def receiver(self, cls: type[Receiver]) -> type[Receiver]:
+        """Declares the class that verifies this provider's webhook deliveries (its `webhook.py`)."""
+        if self.spec.webhook is None:
+            raise TypeError(f"{self.slug}: declare `webhook:` in connector.yaml before a receiver")
+        self._receiver = cls
+        return cls
+
     # -- used by the runtime -----------------------------------------------------------------
     def open_client(
         self, credentials: Mapping[str, str], options: ClientOptions
@@ -230,6 +239,19 @@ class Connector:
     @property
     def registers_hooks(self) -> bool:
         return self._hook_registrar is not None
+
+    @property
+    def webhook(self) -> WebhookSpec | None:
+        """What receiving this provider's webhooks takes, when it pushes events to Tendril."""
+        return self.spec.webhook if self._receiver is not None else None
+
+    def new_receiver(self, signing_keys: Mapping[str, str] | None = None) -> Receiver:
+        """A receiver for one delivery; given the provider's published keys when its spec names them."""
+        if self._receiver is None or self.spec.webhook is None:
+            raise TypeError(f"{self.slug} receives no webhooks")
+        if self.spec.webhook.signing_keys_url is not None:
+            return self._receiver(signing_keys or {})  # type: ignore[call-arg]
+        return self._receiver()
 
     async def register_hook(self, client: Any, request: HookRequest) -> RegisteredHook:
         if self._hook_registrar is None:

@@ -55,12 +55,23 @@ class OAuthSpec(_Strict):
     credential_keys: dict[str, str] = Field(default_factory=lambda: {"access_token": "access_token"})
 
 
+class WebhookSpec(_Strict):
+    """The provider pushes events to Tendril; `webhook.py` beside the spec verifies them."""
+
+    # What the owner copies from the provider's console when setting up an endpoint. None: the
+    # hook is only ever created through the provider's API (Telegram's setWebhook).
+    secrets: tuple[str, ...] = ()
+    # Where the provider publishes the keys its deliveries are signed with (kid -> PEM), for
+    # receivers that verify tokens rather than a shared secret (Gmail's Pub/Sub OIDC tokens).
+    signing_keys_url: str | None = None
+
+
 class ConnectorSpec(_Strict):
     slug: str
     name: str
     description: str
     auth_type: AuthType
-    api_base: str
+    api_base: str = ""
     availability: Availability = "available"
     availability_reason: str | None = None
     docs_url: str | None = None
@@ -73,6 +84,10 @@ class ConnectorSpec(_Strict):
     # A files connector (uploaded file, bucket) has no actions: its connections are made through
     # the files API (`POST /connectors`) and agents read them as MCP resources.
     files: bool = False
+    webhook: WebhookSpec | None = None
+    # Only a webhook receiver (no actions yet): agents may allow it to get its events as jobs,
+    # but owners make no connections of it.
+    webhook_only: bool = False
 
     @field_validator("slug")
     @classmethod
@@ -87,6 +102,8 @@ class ConnectorSpec(_Strict):
             raise ValueError("an api_key connector must declare credential_fields")
         if self.auth_type == "oauth" and self.oauth is None:
             raise ValueError("an oauth connector must declare its oauth block")
+        if self.webhook_only and self.webhook is None:
+            raise ValueError("a webhook_only connector must declare its webhook block")
         keys = [f.key for f in self.credential_fields]
         if len(keys) != len(set(keys)):
             raise ValueError("credential field keys must be unique")

@@ -26,7 +26,6 @@ from connectors.errors import (
     RateLimited,
     UpstreamError,
 )
-from connectors.webhooks import RECEIVERS
 from server.errors import ApiError
 from server.files import FileService
 from server.oauth_connections import OAuthConnections
@@ -172,7 +171,7 @@ class Hub:
         if not isinstance(slugs, list) or not all(isinstance(s, str) for s in slugs):
             raise ApiError(400, "allowedConnectors must be a list of connector slugs")
         # Webhook-only providers (twilio, whatsapp) may be allowed too: their events become jobs.
-        unknown = [s for s in slugs if s not in self.catalog and s not in RECEIVERS]
+        unknown = [s for s in slugs if not self.catalog.knows(s)]
         if unknown:
             raise ApiError(400, f"unknown connector slug(s): {', '.join(unknown)}")
         return list(dict.fromkeys(slugs))

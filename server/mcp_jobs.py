@@ -11,7 +11,6 @@ from uuid import UUID
 import mcp_types as types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.webhooks import RECEIVERS
 from server import errors
 from server.hub import Hub
 from server.webhooks import render_job
@@ -103,12 +102,12 @@ def _job_view(job: JobRecord) -> dict[str, Any]:
 
 class JobTools:
     def __init__(self, hub: Hub) -> None:
+        self._providers = tuple(hub.catalog.receivers)
         self._service = hub.webhooks
         self._lease_default = hub.settings.job_lease_seconds
 
-    @staticmethod
-    def providers(caller: Caller) -> list[str]:
-        return [p for p in RECEIVERS if p in caller.allowed_connectors]
+    def providers(self, caller: Caller) -> list[str]:
+        return [p for p in self._providers if p in caller.allowed_connectors]
 
     def visible(self, caller: Caller) -> bool:
         return bool(self.providers(caller))

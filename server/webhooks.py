@@ -1,6 +1,6 @@
 """Provider webhooks into durable agent jobs: endpoint setup, the shared receiver, job consumption.
 
-Receiving: read the raw body (bounded), verify with the provider's scheme (connectors/webhooks),
+Receiving: read the raw body (bounded), verify with the provider's scheme (the connector's webhook.py),
 then record the delivery and its jobs in one transaction, deduplicated by the provider's event id,
 and only then answer 2xx. A refused delivery stores nothing but a counter on the endpoint.
 """
@@ -19,7 +19,7 @@ from uuid import UUID
 import httpx
 
 from auth.credentials import CredentialVault
-from connectors import Catalog, HookRef, HookRequest, RegisteredHook
+from connectors import Catalog, Connector, HookRef, HookRequest, Inbound, Refused, RegisteredHook, Reply
 from connectors.errors import (
     ConnectorError,
     Forbidden,
@@ -28,8 +28,6 @@ from connectors.errors import (
     NotConnected,
     NotFound,
 )
-from connectors.webhooks import RECEIVERS, Inbound, Refused, Reply, receiver_for
-from connectors.webhooks.gmail import GmailPushReceiver
 from server.errors import ApiError
 from server.settings import Settings
 from storage.jobs import EndpointRecord, JobQueue, JobRecord, NewDelivery, WebhookStore
@@ -54,10 +52,10 @@ _Route = tuple[EndpointRecord, dict[str, str], tuple[UUID, ...]]
 RECEIVER_PREFIX = "/api/v1/connectors/webhooks/"
 
 
-def _only_by_api(provider: str) -> bool:
+def _only_by_api(receiving: Connector) -> bool:
     """A provider whose receiver takes no secret from the owner (Telegram: there is no console to
     copy one from) gets its hook through the API, always: setup registers it, deletion removes it."""
-    return not receiver_for(provider).secret_names
+    return receiving.webhook is not None and not receiving.webhook.secrets
 
 
 def receiver_path(provider: str, endpoint_id: UUID) -> str:
@@ -131,8 +129,9 @@ class WebhookService:
 
         `register` ({"repository"?, "events"?}) asks Tendril to create the hook through the
         provider's API with the connection's credential, instead of the owner pasting the URL."""
-        if provider not in RECEIVERS:
-            raise ApiError(400, f"unknown webhook provider: {provider!r} ({', '.join(sorted(RECEIVERS))})")
+        receivers = self.catalog.receivers
+        if not isinstance(provider, str) or provider not in receivers:
+            raise ApiError(400, f"unknown webhook provider: {provider!r} ({', '.join(sorted(receivers))})")
         connection = await self.store.get_connection(owner_id, connection_id)
         if connection is None or connection.status == ConnectionStatus.REVOKED:
             raise ApiError(404, "connection not found")
@@ -143,7 +142,7 @@ class WebhookService:
         self._check_public_base()
         endpoint_id = UUID(bytes=token_source.token_bytes(16), version=4)
         url = self.base_url + receiver_path(str(provider), endpoint_id)
-        if register is None and _only_by_api(str(provider)):
+        if register is None and _only_by_api(receivers[provider]):
             register = True
         hook_request = self._check_register(str(provider), register, url)
         given = {} if hook_request is not None else self._check_secrets(str(provider), secrets)
@@ -224,7 +223,7 @@ class WebhookService:
         url, provider = self.url_for(endpoint), self._provider_name(endpoint.provider)
         by_hand = f"remove the webhook that delivers to {url} in {provider}'s settings"
         secrets = self.vault.open(endpoint.id, endpoint.sealed_secrets)
-        if _REGISTERED not in secrets and not _only_by_api(endpoint.provider):
+        if _REGISTERED not in secrets and not _only_by_api(self.catalog.receivers[endpoint.provider]):
             return {"removed": False, "how": f"it was created in {provider}'s console: {by_hand}"}
         connection = (
             await self.store.get_connection(endpoint.owner_id, endpoint.connection_id)
@@ -254,12 +253,11 @@ class WebhookService:
         return {"removed": True, "how": f"removed the hook at {provider}"}
 
     def _provider_name(self, provider: str) -> str:
-        connector = self.catalog.get(provider)
-        return connector.spec.name if connector else {"whatsapp": "WhatsApp"}.get(provider, provider.title())
+        return self.catalog.receivers[provider].spec.name
 
-    @staticmethod
-    def _check_secrets(provider: str, secrets: Any) -> dict[str, str]:
-        needed = receiver_for(provider).secret_names
+    def _check_secrets(self, provider: str, secrets: Any) -> dict[str, str]:
+        webhook = self.catalog.receivers[provider].webhook
+        needed = webhook.secrets if webhook else ()
         if not isinstance(secrets, dict):
             raise ApiError(400, f"secrets must be an object with {', '.join(needed)}")
         missing = [name for name in needed if not isinstance(secrets.get(name), str) or not secrets[name]]
@@ -296,11 +294,9 @@ class WebhookService:
         if routing is None or routing[0].provider != provider:
             raise Refused(404, "unknown webhook endpoint")
         endpoint, secrets, targets = routing
-        receiver = (
-            GmailPushReceiver(await self._google_signing_certs())
-            if provider == "gmail"
-            else receiver_for(provider)()
-        )
+        receiving = self.catalog.receivers[provider]
+        keys_url = receiving.webhook.signing_keys_url if receiving.webhook else None
+        receiver = receiving.new_receiver(await self._google_signing_certs() if keys_url else None)
         try:
             outcome = receiver.receive(inbound, secrets)
         except Refused as refusal:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connectors.webhooks import Inbound, Refused
+from connectors import Inbound, Refused
 from server.errors import ApiError, error_response, internal_error_response
 from server.webhooks import RECEIVER_PREFIX, WebhookService
 

@@ -78,6 +78,38 @@ def test_every_catalog_action_is_a_valid_described_tool() -> None:
             json.dumps(action.hints.as_mcp())
 
 
+def test_one_registry_holds_actions_and_the_webhook_receivers_declared_beside_them() -> None:
+    catalog = load_catalog()
+    declared = {
+        path.parent.name
+        for path in Path("connectors").glob("*/connector.yaml")
+        if ConnectorSpec.from_yaml(path).webhook is not None
+    }
+    assert set(catalog.receivers) == declared
+    assert {"github", "slack", "stripe", "telegram", "twilio", "whatsapp", "gmail"} <= declared
+    for slug, receiving in catalog.receivers.items():
+        assert Path(f"connectors/{slug}/webhook.py").exists()
+        assert hasattr(receiving.new_receiver({}), "receive")
+    # Webhook-only providers are known (agents may allow them) but owners connect nothing of theirs.
+    assert "twilio" not in catalog and "whatsapp" not in catalog
+    assert catalog.knows("twilio") and catalog.knows("slack") and not catalog.knows("fax")
+    assert catalog.receivers["whatsapp"].spec.name == "WhatsApp"
+
+
+def test_a_webhook_block_without_a_receiver_and_a_receiver_without_a_block_are_refused() -> None:
+    base = {"slug": "demo", "name": "Demo", "description": "d", "auth_type": "none"}
+    with pytest.raises(ValidationError, match="webhook block"):
+        ConnectorSpec.model_validate({**base, "webhook_only": True})
+    plain = Connector(ConnectorSpec.model_validate(base))
+
+    class Receiver:
+        def receive(self, inbound: object, secrets: object) -> None: ...
+
+    with pytest.raises(TypeError, match="declare `webhook:`"):
+        plain.receiver(Receiver)  # type: ignore[arg-type]
+    assert plain.webhook is None
+
+
 def test_spec_rejects_unknown_keys_and_missing_credential_fields(tmp_path: Path) -> None:
     base = {"slug": "demo", "name": "Demo", "description": "d", "api_base": "https://x"}
     with pytest.raises(ValidationError, match="credential_fields"):

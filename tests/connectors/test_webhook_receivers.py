@@ -17,16 +17,16 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from google.auth import crypt, jwt
 from slack_sdk.signature import SignatureVerifier
 
-from connectors.webhooks import Event, Inbound, Refused, Reply
-from connectors.webhooks.discord import DiscordReceiver
-from connectors.webhooks.github import GitHubReceiver
-from connectors.webhooks.gmail import GmailPushReceiver
-from connectors.webhooks.linear import LinearReceiver
-from connectors.webhooks.slack import SlackReceiver
-from connectors.webhooks.stripe import StripeReceiver
-from connectors.webhooks.telegram import TelegramReceiver
-from connectors.webhooks.twilio import TwilioReceiver, signature
-from connectors.webhooks.whatsapp import WhatsAppReceiver
+from connectors import Event, Inbound, Refused, Reply
+from connectors.discord.webhook import DiscordReceiver
+from connectors.github.webhook import GitHubReceiver
+from connectors.gmail.webhook import GmailPushReceiver
+from connectors.linear.webhook import LinearReceiver
+from connectors.slack.webhook import SlackReceiver
+from connectors.stripe.webhook import StripeReceiver
+from connectors.telegram.webhook import TelegramReceiver
+from connectors.twilio.webhook import TwilioReceiver, signature
+from connectors.whatsapp.webhook import WhatsAppReceiver
 
 NOW = time.time()
 

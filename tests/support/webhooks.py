@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from google.auth import crypt, jwt
 from slack_sdk.signature import SignatureVerifier
 
-from connectors.webhooks.twilio import signature as twilio_signature
+from connectors.twilio.webhook import signature as twilio_signature
 
 
 @dataclass

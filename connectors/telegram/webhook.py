@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
 
-from connectors.webhooks._base import Event, Inbound, Refused, forged, json_object, same
+from connectors._webhook import Event, Inbound, Refused, forged, json_object, same
+from connectors.telegram.actions import connector
 
 
+@connector.receiver
 class TelegramReceiver:
-    provider: ClassVar[str] = "telegram"
-    secret_names: ClassVar[tuple[str, ...]] = ()  # generated at setup as `secret_token`
-
     def receive(self, inbound: Inbound, secrets: Mapping[str, str]) -> Event:
         if not same(inbound.header("x-telegram-bot-api-secret-token"), secrets["secret_token"]):
             raise forged("secret token does not match")

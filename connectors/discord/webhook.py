@@ -6,12 +6,13 @@ Handles interactions (PING type 1 -> PONG; others acknowledged as deferred) and 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from connectors.webhooks._base import Event, Inbound, Refused, Reply, fresh, json_object, key_part, mapping
+from connectors._webhook import Event, Inbound, Refused, Reply, fresh, json_object, key_part, mapping
+from connectors.discord.actions import connector
 
 REPLAY_WINDOW = 300  # Discord sets none; five minutes, like the others
 PONG = Reply(200, b'{"type":1}', "application/json")
@@ -22,10 +23,8 @@ def _unauthorized(reason: str) -> Refused:
     return Refused(401, reason)  # Discord probes with bad signatures and wants exactly 401
 
 
+@connector.receiver
 class DiscordReceiver:
-    provider: ClassVar[str] = "discord"
-    secret_names: ClassVar[tuple[str, ...]] = ("public_key",)
-
     def receive(self, inbound: Inbound, secrets: Mapping[str, str]) -> Event | Reply:
         timestamp = inbound.header("x-signature-timestamp")
         try:

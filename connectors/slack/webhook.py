@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import ClassVar
 
-from connectors.webhooks._base import (
+from connectors._webhook import (
     Event,
     Inbound,
     Refused,
@@ -20,14 +19,13 @@ from connectors.webhooks._base import (
     mapping,
     same,
 )
+from connectors.slack.actions import connector
 
 REPLAY_WINDOW = 300
 
 
+@connector.receiver
 class SlackReceiver:
-    provider: ClassVar[str] = "slack"
-    secret_names: ClassVar[tuple[str, ...]] = ("signing_secret",)
-
     def receive(self, inbound: Inbound, secrets: Mapping[str, str]) -> Event | Reply:
         timestamp = inbound.header("x-slack-request-timestamp")
         fresh(timestamp, inbound.now, REPLAY_WINDOW)

@@ -6,20 +6,19 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from google.auth import exceptions as google_exceptions
 from google.auth import jwt
 
-from connectors.webhooks._base import Event, Inbound, Refused, forged, json_object, mapping
+from connectors._webhook import Event, Inbound, Refused, forged, json_object, mapping
+from connectors.gmail.actions import connector
 
 ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 
 
+@connector.receiver
 class GmailPushReceiver:
-    provider: ClassVar[str] = "gmail"
-    secret_names: ClassVar[tuple[str, ...]] = ("audience", "service_account_email")
-
     def __init__(self, certs: Mapping[str, str] | None = None) -> None:
         self.certs = dict(certs or {})  # Google's signing certificates, kid -> PEM, fetched by the caller
 

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
 
-from connectors.webhooks._base import Event, Inbound, Refused, forged, hmac_hex, json_object, key_part, same
+from connectors._webhook import Event, Inbound, Refused, forged, hmac_hex, json_object, key_part, same
+from connectors.linear.actions import connector
 
 REPLAY_WINDOW_MS = 60_000  # what Linear's SDK allows
 
 
+@connector.receiver
 class LinearReceiver:
-    provider: ClassVar[str] = "linear"
-    secret_names: ClassVar[tuple[str, ...]] = ("signing_secret",)
-
     def receive(self, inbound: Inbound, secrets: Mapping[str, str]) -> Event:
         if not same(inbound.header("linear-signature"), hmac_hex(secrets["signing_secret"], inbound.body)):
             raise forged()

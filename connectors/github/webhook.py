@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
 
-from connectors.webhooks._base import (
+from connectors._webhook import (
     Event,
     Inbound,
     Refused,
@@ -16,12 +15,11 @@ from connectors.webhooks._base import (
     key_part,
     same,
 )
+from connectors.github.actions import connector
 
 
+@connector.receiver
 class GitHubReceiver:
-    provider: ClassVar[str] = "github"
-    secret_names: ClassVar[tuple[str, ...]] = ("secret",)
-
     def receive(self, inbound: Inbound, secrets: Mapping[str, str]) -> Event | Reply:
         expected = "sha256=" + hmac_hex(secrets["secret"], inbound.body)
         if not same(inbound.header("x-hub-signature-256"), expected):

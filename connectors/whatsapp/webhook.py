@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
-from connectors.webhooks._base import (
+from connectors import Connector
+from connectors._webhook import (
     Event,
     Inbound,
     Refused,
@@ -18,11 +19,11 @@ from connectors.webhooks._base import (
     same,
 )
 
+connector = Connector.load(__file__)
 
+
+@connector.receiver
 class WhatsAppReceiver:
-    provider: ClassVar[str] = "whatsapp"
-    secret_names: ClassVar[tuple[str, ...]] = ("app_secret", "verify_token")
-
     def receive(self, inbound: Inbound, secrets: Mapping[str, str]) -> Event | Reply:
         if inbound.method == "GET":
             if inbound.query.get("hub.mode") == "subscribe" and same(

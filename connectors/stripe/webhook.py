@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
 
-from connectors.webhooks._base import Event, Inbound, Refused, forged, hmac_hex, json_object, key_part, same
+from connectors._webhook import Event, Inbound, Refused, forged, hmac_hex, json_object, key_part, same
+from connectors.stripe.actions import connector
 
 TOLERANCE = 300  # the Stripe SDK's default
 
 
+@connector.receiver
 class StripeReceiver:
-    provider: ClassVar[str] = "stripe"
-    secret_names: ClassVar[tuple[str, ...]] = ("signing_secret",)
-
     def receive(self, inbound: Inbound, secrets: Mapping[str, str]) -> Event:
         parts = [item.split("=", 1) for item in inbound.header("stripe-signature").split(",") if "=" in item]
         timestamps = [value for name, value in parts if name.strip() == "t"]

@@ -7,10 +7,10 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
-from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from connectors.webhooks._base import Event, Inbound, Refused, Reply, forged, form_body, json_object, same
+from connectors import Connector
+from connectors._webhook import Event, Inbound, Refused, Reply, forged, form_body, json_object, same
 
 TWIML_OK = Reply(200, b'<?xml version="1.0" encoding="UTF-8"?><Response/>', "text/xml")
 
@@ -33,10 +33,11 @@ def _url_variants(url: str) -> list[str]:
     return [url]
 
 
-class TwilioReceiver:
-    provider: ClassVar[str] = "twilio"
-    secret_names: ClassVar[tuple[str, ...]] = ("auth_token",)
+connector = Connector.load(__file__)
 
+
+@connector.receiver
+class TwilioReceiver:
     def receive(self, inbound: Inbound, secrets: Mapping[str, str]) -> Event:
         given, token = inbound.header("x-twilio-signature"), secrets["auth_token"]
         is_json = inbound.header("content-type").startswith("application/json")

@@ -1,4 +1,12 @@
-"""The shapes every provider receiver shares, and the checks they have in common."""
+"""Inbound provider webhooks: the shapes every receiver shares, and the checks they have in common.
+
+A receiver (a connector's `webhook.py`) gets the raw request (`Inbound`) and the endpoint's secrets
+and returns either an `Event` to record (with the provider's event id for dedupe and a normalised
+event key such as `github.issues.opened`), or a `Reply` for a handshake that stores nothing (Slack's
+url_verification, Discord's PING, GitHub's ping). Anything that fails verification raises
+`Refused`; nothing unauthenticated ever becomes an event. Verification happens on the raw bytes,
+in constant time, before any parsing.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 
@@ -50,9 +58,6 @@ class Refused(Exception):
 
 
 class Receiver(Protocol):
-    provider: ClassVar[str]
-    secret_names: ClassVar[tuple[str, ...]]  # what setup must be given (Telegram makes its own)
-
     def receive(self, inbound: Inbound, secrets: Mapping[str, str]) -> Event | Reply: ...
 
 
@@ -75,6 +80,8 @@ def json_body(inbound: Inbound) -> Any:
         return json.loads(inbound.body.decode())
     except (ValueError, UnicodeDecodeError):
         raise Refused(400, "body is not valid JSON") from None
+    except RecursionError:  # signed, but nested deeper than any provider's payload
+        raise Refused(400, "body is nested too deeply") from None
 
 
 def json_object(inbound: Inbound) -> dict[str, Any]:
