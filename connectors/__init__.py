@@ -10,8 +10,9 @@ from connectors._connector import (
     HookRequest,
     RegisteredHook,
 )
+from connectors._pool import ClientPool
 from connectors._registry import Catalog, load_catalog
-from connectors._runtime import ActionRunner, RetryPolicy
+from connectors._runtime import ActionRunner, Backoff, RetryPolicy
 from connectors._spec import ConnectorSpec, CredentialField, WebhookSpec
 from connectors._webhook import Event, Inbound, Receiver, Refused, Reply
 
@@ -19,8 +20,10 @@ __all__ = [
     "Action",
     "ActionContext",
     "ActionRunner",
+    "Backoff",
     "Catalog",
     "ClientOptions",
+    "ClientPool",
     "Connector",
     "ConnectorSpec",
     "CredentialField",

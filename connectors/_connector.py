@@ -134,6 +134,7 @@ class Connector:
     _hook_registrar: HookRegistrar | None = None
     _hook_remover: HookRemover | None = None
     _receiver: type[Receiver] | None = None
+    client_per_call: bool = False
 
     @classmethod
     def load(cls, module_file: str) -> Connector:
@@ -197,8 +198,16 @@ class Connector:
         return self.actions.get(name) or self.actions.get(name.removeprefix(f"{self.slug}_"))
 
     def client(self, factory: ClientFactory) -> ClientFactory:
+        """Declares how to open the provider client for a credential. The runtime keeps it open
+        and reuses it for that credential's later calls (keep-alive), so it must allow concurrent use."""
         self._client_factory = factory
         return factory
+
+    def client_per_call_only(self, factory: ClientFactory) -> ClientFactory:
+        """Like `client`, for a client that must be opened for each call (an SMTP session, a
+        client that is not safe to share between concurrent calls)."""
+        self.client_per_call = True
+        return self.client(factory)
 
     def verifier(self, func: Verifier) -> Verifier:
         self._verifier = func

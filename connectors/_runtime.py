@@ -1,4 +1,5 @@
-"""Running actions: validation, timeouts, retries, error mapping and secret registration.
+"""Running actions: validation, timeouts, retries, error mapping, secret registration and the
+pool of open provider clients.
 
 Whatever client a connector uses (an official SDK or httpx), this module is where the policy
 lives, so every action gets the same behaviour without writing any of it.
@@ -6,6 +7,8 @@ lives, so every action gets the same behaviour without writing any of it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -15,10 +18,12 @@ from uuid import UUID
 
 import anyio
 import httpx
+import tenacity
 from pydantic import BaseModel, ValidationError
 
 from auth.redaction import secrets_to_redact
 from connectors._connector import Action, ActionContext, ClientOptions, Connector
+from connectors._pool import ClientPool
 from connectors.errors import (
     ConnectorError,
     InvalidInput,
@@ -34,6 +39,23 @@ Sleep = Callable[[float], Awaitable[None]]
 _T = TypeVar("_T")
 
 
+class Backoff(tenacity.wait.wait_base):
+    """How long the nth retry waits: exponential, capped, with full jitter (AWS architecture blog),
+    so retries of many callers spread apart. The one formula behind action retries (as a tenacity
+    wait strategy) and job retries (`delay`)."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.base = base
+        self.cap = cap
+
+    def delay(self, retry: int) -> float:
+        """The wait before retry number `retry` (1 for the first)."""
+        return random.uniform(0, min(self.cap, self.base * 2 ** max(retry - 1, 0)))
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        return self.delay(retry_state.attempt_number)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     max_attempts: int = 3
@@ -42,16 +64,9 @@ class RetryPolicy:
     # A provider asking us to wait longer than this is reported to the caller instead.
     max_wait: float = 10.0
 
-    def backoff(self, attempt: int) -> float:
-        # Full jitter (AWS architecture blog): spreads retries of many callers apart.
-        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
-
-
-def validation_error(exc: ValidationError) -> InvalidInput:
-    first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
-    where = f" at '{field}'" if field else ""
-    return InvalidInput(f"invalid input{where}: {first['msg']}", field=field)
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.base_delay, self.max_delay)
 
 
 def _with_defaults(
@@ -79,6 +94,7 @@ class ActionRunner:
         http_transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = anyio.sleep,
         allowed_hosts: Mapping[str, Sequence[str]] | None = None,
+        clients: ClientPool | None = None,
     ) -> None:
         self._allowed_hosts = {slug: tuple(hosts) for slug, hosts in (allowed_hosts or {}).items()}
         self._api_bases = dict(api_bases or {})
@@ -86,6 +102,17 @@ class ActionRunner:
         self._retry = retry
         self._http_transport = http_transport
         self._sleep = sleep
+        self._clients = clients or ClientPool()
+
+    async def aclose(self) -> None:
+        """Close the provider clients kept open for reuse (at shutdown)."""
+        await self._clients.aclose()
+
+    async def __aenter__(self) -> ActionRunner:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def options_for(self, connector: Connector) -> ClientOptions:
         api_base = self._api_bases.get(connector.slug) or connector.spec.api_base
@@ -100,7 +127,7 @@ class ActionRunner:
         try:
             return action.input_model.model_validate(params)
         except ValidationError as exc:
-            raise validation_error(exc) from None
+            raise InvalidInput.from_validation(exc) from None
 
     async def run(
         self,
@@ -119,21 +146,29 @@ class ActionRunner:
             logging.getLogger(f"connectors.{connector.slug}"),
             {"connector": connector.slug, "action": action.name, "connection_id": str(connection_id)},
         )
-        attempt = 0
-        while True:
-            try:
-                result = await self._attempt(
-                    connector, action, parsed, credentials, config, connection_id, log
-                )
-            except ConnectorError as error:
-                delay = self._retry_delay(action, error, attempt)
-                if delay is None:
-                    raise
-                log.warning("%s.%s: %s; retrying in %.2fs", connector.slug, action.name, error.code, delay)
-                await self._sleep(delay)
-                attempt += 1
-                continue
-            return self._check_output(action, result)
+
+        def retry_after_or_backoff(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            return error.retry_after if isinstance(error, RateLimited) else self._retry.backoff(state)
+
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            code = error.code if isinstance(error, ConnectorError) else "error"
+            log.warning("%s.%s: %s; retrying in %.2fs", connector.slug, action.name, code, wait)
+
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self._retry.max_attempts),
+            retry=tenacity.retry_if_exception(lambda error: self._may_retry(action, error)),
+            wait=retry_after_or_backoff,
+            sleep=self._sleep,
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        result = await retrying(
+            self._attempt, connector, action, parsed, credentials, config, connection_id, log
+        )
+        return self._check_output(action, result)
 
     async def verify(self, connector: Connector, credentials: Mapping[str, str]) -> dict[str, Any]:
         """Ask the provider whether a credential works; returns non-secret account facts."""
@@ -171,10 +206,18 @@ class ActionRunner:
     async def _with_client(
         self, connector: Connector, credentials: Mapping[str, str], work: Callable[[Any], Awaitable[_T]]
     ) -> _T:
-        """One provider exchange under the deadline, its failures mapped to ConnectorError."""
+        """One provider exchange under the deadline, its failures mapped to ConnectorError; on the
+        connector's client for this credential, kept open between calls unless it is per call."""
+        options = self.options_for(connector)
         try:
             with anyio.fail_after(self._timeout):
-                async with connector.open_client(credentials, self.options_for(connector)) as client:
+                if connector.client_per_call:
+                    async with connector.open_client(credentials, options) as client:
+                        return await work(client)
+                key = _client_key(connector, credentials)
+                async with self._clients.lease(
+                    key, lambda: connector.open_client(credentials, options)
+                ) as client:
                     return await work(client)
         except TimeoutError:
             raise UpstreamTimeout(f"{connector.spec.name} did not answer within {self._timeout:g}s") from None
@@ -191,19 +234,14 @@ class ActionRunner:
             return UpstreamError(f"could not reach {connector.spec.name}", retryable=True)
         return exc  # unexpected: the boundary logs it with a reference
 
-    def _retry_delay(self, action: Action, error: ConnectorError, attempt: int) -> float | None:
-        if attempt + 1 >= self._retry.max_attempts:
-            return None
+    def _may_retry(self, action: Action, error: BaseException) -> bool:
         # A send is never repeated here: without an idempotency key the user could see it twice,
         # so its caller gets the error (with retryAfter) and decides.
         if not action.hints.safe_to_repeat:
-            return None
+            return False
         if isinstance(error, RateLimited):
-            return error.retry_after if error.retry_after <= self._retry.max_wait else None
-        transient = isinstance(error, UpstreamTimeout) or (
-            isinstance(error, UpstreamError) and error.is_transient
-        )
-        return self._retry.backoff(attempt) if transient else None
+            return error.retry_after <= self._retry.max_wait
+        return isinstance(error, UpstreamTimeout) or (isinstance(error, UpstreamError) and error.is_transient)
 
     @staticmethod
     def _check_output(action: Action, result: Any) -> BaseModel:
@@ -223,3 +261,9 @@ class ActionRunner:
             value = credentials.get(key)
             if value:
                 secrets_to_redact.register(value)
+
+
+def _client_key(connector: Connector, credentials: Mapping[str, str]) -> str:
+    """Which pooled client serves this credential: a digest, so the pool holds no secret as a key."""
+    material = json.dumps([connector.slug, sorted(credentials.items())]).encode()
+    return hashlib.sha256(material).hexdigest()

@@ -6,8 +6,11 @@ Each carries a `message` that is safe to show the agent and the user, and may ca
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from typing import ClassVar
+
+from pydantic import ValidationError
 
 
 class ConnectorError(Exception):
@@ -35,6 +38,14 @@ class InvalidInput(ConnectorError):
 
     def facts(self) -> dict[str, object]:
         return {**super().facts(), "field": self.field}
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError) -> InvalidInput:
+        """The first problem pydantic found, naming the field (dotted for nested ones)."""
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        where = f" at '{field}'" if field else ""
+        return cls(f"invalid input{where}: {first['msg']}", field=field)
 
 
 class InvalidCredentials(ConnectorError):
@@ -120,3 +131,18 @@ class UpstreamTimeout(ConnectorError):
     code = "upstream_timeout"
     http_status = 504
     retryable = True
+
+
+def tls_failure(exc: BaseException, peer: str) -> UpstreamError | None:
+    """A failed TLS handshake anywhere in `exc`'s chain, as the error to report about `peer`.
+
+    Clients wrap the ssl error (httpx in a ConnectError through httpcore, aiosmtplib in
+    SMTPConnectError for implicit TLS) or let it out raw (aiosmtplib's STARTTLS)."""
+    current: BaseException | None = exc
+    while current is not None and not isinstance(current, ssl.SSLError):
+        current = current.__cause__ or current.__context__
+    if isinstance(current, ssl.SSLCertVerificationError):
+        return UpstreamError(f"TLS certificate verification failed for {peer}: {current.verify_message}")
+    if current is not None:
+        return UpstreamError(f"TLS with {peer} failed: {current.reason or 'handshake failed'}")
+    return None

@@ -140,6 +140,7 @@ def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
                 background.cancel_scope.deadline = anyio.current_time() + BACKGROUND_STOP_SECONDS
         finally:
             hub.webhooks.hooks.close()
+            await hub.runner.aclose()
             await hub.store.engine.dispose()
 
     app = Starlette(

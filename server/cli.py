@@ -38,6 +38,7 @@ async def _with_hub(settings: Settings, work: Callable[[Hub], Awaitable[int]]) -
         await hub.check_master_key()
         return await work(hub)
     finally:
+        await hub.runner.aclose()
         await hub.store.engine.dispose()
 
 

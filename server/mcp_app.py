@@ -232,13 +232,6 @@ _UNKNOWN_CONNECTION = (
 )
 
 
-def _invalid_input(exc: ValidationError) -> InvalidInput:
-    first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
-    where = f" at '{field}'" if field else ""
-    return InvalidInput(f"invalid input{where}: {first['msg']}", field=field)
-
-
 # -- what the client can do ------------------------------------------------------------------------
 def _is_modern(ctx: ServerRequestContext[Any]) -> bool:
     return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
@@ -522,7 +515,7 @@ class ToolHandlers:
         try:
             request = WaitForConnectionInput.model_validate(arguments)
         except ValidationError as exc:
-            return errors.tool_result_from_connector(_invalid_input(exc))
+            return errors.tool_result_from_connector(InvalidInput.from_validation(exc))
         connection = await self._owned_connection(caller, request.connection_id)
         if connection is not None:
             await self._hub.waiters.wait(

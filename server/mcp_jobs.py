@@ -11,6 +11,7 @@ from uuid import UUID
 import mcp_types as types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from connectors.errors import InvalidInput
 from server import errors
 from server.hub import Hub
 from server.webhooks import render_job
@@ -136,11 +137,7 @@ class JobTools:
             )
             return self._finished(job, failure.job_id)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            return errors.tool_error(
-                f"invalid {field}: {first['msg']}", {"code": "invalid_input", "field": field}
-            )
+            return errors.tool_result_from_connector(InvalidInput.from_validation(exc))
 
     @staticmethod
     def _finished(job: JobRecord | None, job_id: str) -> types.CallToolResult:

@@ -19,7 +19,17 @@ from uuid import UUID
 import httpx
 
 from auth.credentials import CredentialVault
-from connectors import Catalog, Connector, HookRef, HookRequest, Inbound, Refused, RegisteredHook, Reply
+from connectors import (
+    Backoff,
+    Catalog,
+    Connector,
+    HookRef,
+    HookRequest,
+    Inbound,
+    Refused,
+    RegisteredHook,
+    Reply,
+)
 from connectors.errors import (
     ConnectorError,
     Forbidden,
@@ -81,7 +91,7 @@ class WebhookService:
         self.vault = vault
         self.catalog = catalog
         self.hooks = WebhookStore(store.engine)
-        self.jobs = JobQueue(store.engine, retry_base_seconds=settings.job_retry_base_seconds)
+        self.jobs = JobQueue(store.engine, backoff=Backoff(settings.job_retry_base_seconds, 600).delay)
         # Told on every replica (storage.notices) that an agent has new jobs.
         self.listeners: list[Callable[[UUID], Awaitable[None]]] = []
         self.notices = notices

@@ -12,7 +12,6 @@ serialises writers, so one UPDATE ... RETURNING is already atomic there.
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -79,11 +78,6 @@ def _endpoint(row: Any) -> EndpointRecord:
 
 def _job(row: Any) -> JobRecord:
     return JobRecord(**{f: getattr(row, f) for f in JobRecord.__dataclass_fields__})
-
-
-def backoff_seconds(attempt: int, *, base: float = 2.0, cap: float = 600.0) -> float:
-    """Exponential, capped, with jitter so retries of one burst spread out."""
-    return min(cap, base * 2 ** max(attempt - 1, 0)) * random.uniform(0.5, 1.0)
 
 
 class WebhookStore:
@@ -276,13 +270,17 @@ def _insert_ignoring_duplicates(conn: AsyncConnection, table: sa.Table, keys: li
     return dialect.insert(table).on_conflict_do_nothing(index_elements=keys)
 
 
+# Seconds to wait before retry number n (1 for the first): the caller's backoff policy.
+Backoff = Callable[[int], float]
+
+
 class JobQueue:
     def __init__(
-        self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow, *, retry_base_seconds: float = 2.0
+        self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow, *, backoff: Backoff
     ) -> None:
         self.engine = engine
         self.clock = clock
-        self.retry_base_seconds = retry_base_seconds
+        self.backoff = backoff
 
     def _claimable(self, now: datetime) -> sa.ColumnElement[bool]:
         waiting = sa.and_(
@@ -387,7 +385,7 @@ class JobQueue:
         if row is None:
             return None
         if retry and row.attempts < row.max_attempts:
-            after = now + timedelta(seconds=backoff_seconds(row.attempts, base=self.retry_base_seconds))
+            after = now + timedelta(seconds=self.backoff(row.attempts))
             values: dict[str, Any] = {"status": JobStatus.FAILED, "run_after": after}
         else:
             values = {"status": JobStatus.DEAD, "finished_at": now}

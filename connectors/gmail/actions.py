@@ -97,7 +97,8 @@ def _build(access_token: str, options: ClientOptions) -> Gmail:
     return Gmail(service)
 
 
-@connector.client
+# Per call: the Gmail service rides on httplib2, which is not safe to share between threads.
+@connector.client_per_call_only
 @asynccontextmanager
 async def open_client(credentials: Mapping[str, str], options: ClientOptions) -> AsyncIterator[Gmail]:
     gmail = await anyio.to_thread.run_sync(_build, credentials["access_token"], options)

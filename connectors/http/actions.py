@@ -32,6 +32,7 @@ from connectors.errors import (
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
+    tls_failure,
 )
 
 connector = Connector.load(__file__)
@@ -279,16 +280,6 @@ async def verify(client: HttpApi) -> dict[str, Any]:
     return {"baseUrl": str(client.base), "auth": client.auth, "status": response.status_code}
 
 
-def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
-    """httpx wraps the ssl error (through httpcore) in a ConnectError."""
-    current: BaseException | None = exc
-    while current is not None:
-        if isinstance(current, ssl.SSLError):
-            return current
-        current = current.__cause__ or current.__context__
-    return None
-
-
 @connector.error_mapper
 def map_http_error(exc: BaseException) -> ConnectorError | None:
     if isinstance(exc, BlockedDestination | BlockedRedirect):
@@ -299,11 +290,9 @@ def map_http_error(exc: BaseException) -> ConnectorError | None:
         return UpstreamError(f"the API sent an unusable redirect: {exc}")
     if isinstance(exc, httpx.LocalProtocolError):
         return InvalidInput(f"the request could not be sent: {exc}", field="headers")
-    tls = _tls_failure(exc)
-    if isinstance(tls, ssl.SSLCertVerificationError):
-        return UpstreamError(f"TLS certificate verification failed for the API: {tls.verify_message}")
+    tls = tls_failure(exc, "the API")
     if tls is not None:
-        return UpstreamError(f"TLS with the API failed: {tls.reason or 'handshake failed'}")
+        return tls
     if isinstance(exc, httpx.TransportError):
         return UpstreamError(f"could not reach the API: {exc}", retryable=True)
     return None

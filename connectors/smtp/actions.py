@@ -27,6 +27,7 @@ from connectors.errors import (
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
+    tls_failure,
 )
 
 connector = Connector.load(__file__)
@@ -108,7 +109,8 @@ async def _connect_to_vetted_address(host: str, port: int, options: ClientOption
     raise UpstreamError(f"could not connect to the SMTP server {host}:{port}", retryable=True)
 
 
-@connector.client
+# One SMTP session per call: a kept session would go stale between sends.
+@connector.client_per_call_only
 @asynccontextmanager
 async def open_client(credentials: Mapping[str, str], options: ClientOptions) -> AsyncIterator[Mailer]:
     host = credentials["host"]
@@ -167,23 +169,11 @@ def _is_throttling(exc: aiosmtplib.SMTPResponseException) -> bool:
     return exc.code == 421 or (400 <= exc.code < 500 and bool(_POLICY_STATUS.match(exc.message)))
 
 
-def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
-    """aiosmtplib wraps a failed implicit-TLS handshake in SMTPConnectError; STARTTLS lets it out raw."""
-    current: BaseException | None = exc
-    while current is not None:
-        if isinstance(current, ssl.SSLError):
-            return current
-        current = current.__cause__ or current.__context__
-    return None
-
-
 @connector.error_mapper
 def map_smtp_error(exc: BaseException) -> ConnectorError | None:
-    tls = _tls_failure(exc)
-    if isinstance(tls, ssl.SSLCertVerificationError):
-        return UpstreamError(f"TLS certificate verification failed for the SMTP server: {tls.verify_message}")
+    tls = tls_failure(exc, "the SMTP server")
     if tls is not None:
-        return UpstreamError(f"TLS with the SMTP server failed: {tls.reason or 'handshake failed'}")
+        return tls
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         return InvalidCredentials(f"the SMTP server refused the login ({exc.code} {exc.message})")
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):

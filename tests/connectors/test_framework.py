@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -11,7 +13,17 @@ import httpx
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
-from connectors import ActionContext, ActionRunner, Connector, ConnectorSpec, Hints, RetryPolicy, load_catalog
+from connectors import (
+    ActionContext,
+    ActionRunner,
+    ClientOptions,
+    ClientPool,
+    Connector,
+    ConnectorSpec,
+    Hints,
+    RetryPolicy,
+    load_catalog,
+)
 from connectors.errors import InvalidInput, RateLimited, UpstreamError, UpstreamTimeout
 from tests.conftest import TELEGRAM_TOKEN
 
@@ -221,3 +233,68 @@ def test_hints_describe_reads_and_sends() -> None:
     }
     assert actions["slack_post_message"].hints == Hints()
     assert actions["slack_post_message"].scopes == ("chat:write",)
+
+
+def counting_connector(*, per_call: bool = False) -> tuple[Connector, dict[str, int]]:
+    """A connector whose client factory counts how often a client is opened and closed."""
+    counts = {"opened": 0, "closed": 0}
+    connector = Connector(ConnectorSpec(slug="demo", name="Demo", description="d", auth_type="none"))
+
+    @asynccontextmanager
+    async def open_client(credentials: Mapping[str, str], options: ClientOptions) -> AsyncIterator[str]:
+        counts["opened"] += 1
+        try:
+            yield credentials["token"]
+        finally:
+            counts["closed"] += 1
+
+    (connector.client_per_call_only if per_call else connector.client)(open_client)
+
+    @connector.action(Hints(read_only=True))
+    async def echo(ctx: ActionContext[str], params: In) -> Out:
+        """Double a number with the client's token."""
+        return Out(doubled=params.value * 2 if ctx.client else 0)
+
+    return connector, counts
+
+
+async def test_a_credentials_client_is_opened_once_and_reused_until_shutdown() -> None:
+    connector, counts = counting_connector()
+    async with ActionRunner() as runner:
+        for token in ("a", "a", "a", "b"):
+            await runner.run(connector, connector.actions["echo"], {"value": 1}, credentials={"token": token})
+        assert counts == {"opened": 2, "closed": 0}  # one client per credential, kept open
+    assert counts == {"opened": 2, "closed": 2}  # the runtime closes them at shutdown
+
+
+async def test_a_per_call_client_is_opened_and_closed_around_each_call() -> None:
+    connector, counts = counting_connector(per_call=True)
+    async with ActionRunner() as runner:
+        for _ in range(3):
+            await runner.run(connector, connector.actions["echo"], {"value": 1}, credentials={"token": "a"})
+        assert counts == {"opened": 3, "closed": 3}
+
+
+async def test_idle_pooled_clients_are_closed_and_a_crowded_pool_drops_the_oldest() -> None:
+    now = [0.0]
+    pool = ClientPool(idle_seconds=60, max_clients=2, clock=lambda: now[0])
+    closed: list[str] = []
+
+    @asynccontextmanager
+    async def client(name: str) -> AsyncIterator[str]:
+        try:
+            yield name
+        finally:
+            closed.append(name)
+
+    for name in ("one", "two", "three"):  # a third client crowds out the least recently used
+        now[0] += 1
+        async with pool.lease(name, lambda name=name: client(name)) as opened:
+            assert opened == name
+    assert closed == ["one"] and len(pool) == 2
+    now[0] += 61
+    async with pool.lease("four", lambda: client("four")):
+        pass
+    assert closed == ["one", "two", "three"] and len(pool) == 1  # idle ones went when a lease ended
+    await pool.aclose()
+    assert closed[-1] == "four" and len(pool) == 0

@@ -11,6 +11,7 @@ from uuid import UUID
 import anyio
 import pytest
 
+from connectors import Backoff
 from storage import db, delivery_writer
 from storage.db import sqlite_file
 from storage.jobs import EndpointRecord, JobQueue, JobStatus, NewDelivery, WebhookStore
@@ -70,7 +71,9 @@ async def world(database_url: str) -> AsyncIterator[World]:
         owner.id, provider="github", connection_id=None, sealed_secrets="sealed", agent_ids=None
     )
     try:
-        yield World(store, hooks, JobQueue(engine, clock), clock, endpoint, agents)
+        yield World(
+            store, hooks, JobQueue(engine, clock, backoff=Backoff(2.0, 600).delay), clock, endpoint, agents
+        )
     finally:
         await engine.dispose()
 
