@@ -33,7 +33,8 @@ DEAD_GRANT_ERRORS = frozenset({"invalid_grant", "invalid_refresh_token", "token_
 
 
 class ReauthorizationNeeded(Exception):
-    """The provider refused the refresh token (invalid_grant): the user must connect again."""
+    """The provider refused the refresh token (invalid_grant), or the connection lost its credential
+    meanwhile: the user must connect again (the caller marks the connection)."""
 
 
 class TokenKeeper:
@@ -83,10 +84,7 @@ class TokenKeeper:
                 tokens = await oauth.refresh(current["refresh_token"])
             except OAuthFailure as failure:
                 if failure.error in DEAD_GRANT_ERRORS:
-                    await self._store.mark_needs_reauth(
-                        connection_id, "the provider refused the refresh token"
-                    )
-                    raise ReauthorizationNeeded(str(failure)) from None
+                    raise ReauthorizationNeeded("the provider refused the refresh token") from None
                 raise
             register_token_secrets(tokens.fields)
             refreshed = {**current, **tokens.fields}

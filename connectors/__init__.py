@@ -10,6 +10,7 @@ from connectors._connector import (
     HookRequest,
     RegisteredHook,
 )
+from connectors._egress import AllowList, BlockedDestination, GuardedTransport
 from connectors._pool import ClientPool
 from connectors._registry import Catalog, load_catalog
 from connectors._runtime import ActionRunner, Backoff, RetryPolicy
@@ -20,7 +21,9 @@ __all__ = [
     "Action",
     "ActionContext",
     "ActionRunner",
+    "AllowList",
     "Backoff",
+    "BlockedDestination",
     "Catalog",
     "ClientOptions",
     "ClientPool",
@@ -28,6 +31,7 @@ __all__ = [
     "ConnectorSpec",
     "CredentialField",
     "Event",
+    "GuardedTransport",
     "Hints",
     "HookRef",
     "HookRequest",

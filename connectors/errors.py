@@ -1,7 +1,8 @@
 """Failures an action can report, one class per kind (Authlib/Airbyte style, not a switch).
 
 Each carries a `message` that is safe to show the agent and the user, and may carry an internal
-`detail` for logs. `server/errors.py` is the one place these become HTTP or MCP responses.
+`detail` for logs. The server maps them to answers in one place per edge (server/web/errors.py,
+server/mcp/errors.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pydantic import ValidationError
 
 class ConnectorError(Exception):
     code: ClassVar[str] = "connector_error"
-    http_status: ClassVar[int] = 502
     retryable: ClassVar[bool] = False
 
     def __init__(self, message: str, *, detail: str | None = None) -> None:
@@ -30,7 +30,6 @@ class ConnectorError(Exception):
 
 class InvalidInput(ConnectorError):
     code = "invalid_input"
-    http_status = 400
 
     def __init__(self, message: str, *, field: str | None = None, detail: str | None = None) -> None:
         super().__init__(message, detail=detail)
@@ -52,14 +51,12 @@ class InvalidCredentials(ConnectorError):
     """The provider refused the stored credential: the user must connect again."""
 
     code = "invalid_credentials"
-    http_status = 400
 
 
 class NotConnected(ConnectorError):
     """No usable connection: the user must visit `connect_url` first."""
 
     code = "not_connected"
-    http_status = 409
 
     def __init__(self, message: str, *, connect_url: str, connection_id: str) -> None:
         super().__init__(message)
@@ -72,7 +69,6 @@ class NotConnected(ConnectorError):
 
 class MissingScopes(ConnectorError):
     code = "missing_scopes"
-    http_status = 403
 
     def __init__(self, scopes: Sequence[str], *, provider: str, hint: str = "") -> None:
         """`scopes` may be empty when the provider does not say; the runtime then names the
@@ -92,17 +88,14 @@ class MissingScopes(ConnectorError):
 
 class Forbidden(ConnectorError):
     code = "forbidden"
-    http_status = 403
 
 
 class NotFound(ConnectorError):
     code = "not_found"
-    http_status = 404
 
 
 class RateLimited(ConnectorError):
     code = "rate_limited"
-    http_status = 429
     retryable = True
 
     def __init__(self, message: str, *, retry_after: float, detail: str | None = None) -> None:
@@ -115,7 +108,6 @@ class RateLimited(ConnectorError):
 
 class UpstreamError(ConnectorError):
     code = "upstream_error"
-    http_status = 502
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
         super().__init__(message)
@@ -129,7 +121,6 @@ class UpstreamError(ConnectorError):
 
 class UpstreamTimeout(ConnectorError):
     code = "upstream_timeout"
-    http_status = 504
     retryable = True
 
 

@@ -1,13 +1,14 @@
-"""The composition root: builds the hub, the REST sidecar and /mcp into one Starlette app."""
+"""The composition root: builds the core, mounts the two edges (the HTTP sidecar and /mcp) into
+one Starlette app, and wires the core's change events to the MCP notifications."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import anyio
 import httpx
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
@@ -15,31 +16,46 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Match, Mount, Route
+from starlette.routing import Mount, Route
 
 from auth.credentials import CredentialVault
-from connectors import ActionRunner, RetryPolicy, load_catalog
-from server.errors import ApiError, error_response
-from server.hub import Hub
+from connectors import ActionRunner, Backoff, RetryPolicy, load_catalog
+from server.core import Core
+from server.core.connections import Connections
+from server.core.events import ChangeEvents
+from server.core.files import FileService
+from server.core.identity import Identity
+from server.core.jobs import Jobs
+from server.core.links import MCP_PATH, Links
+from server.core.oauth import OAuthClients, OAuthFlow
+from server.core.push import JobPusher, PushSettings
+from server.core.waiters import ConnectionWaiters
+from server.core.webhooks.endpoints import WebhookEndpoints
+from server.core.webhooks.ingest import WebhookIngest
+from server.core.webhooks.writer import DeliveryWriter
 from server.keys import load_keyring
-from server.mcp_app import AgentKeyVerifier, build_mcp_server, caller_from_http
-from server.push import JobPusher
+from server.mcp.caller import AgentKeyVerifier, CallerResolver, caller_from_http
+from server.mcp.server import McpServer, build_mcp_server
 from server.settings import Settings
-from server.web import pages
-from server.web.admin import admin_routes
-from server.web.files_api import files_routes
-from server.web.routes import api_routes
-from server.web.webhook_ingress import WebhookIngress
-from server.web.webhooks_api import webhook_routes
+from server.web.api import api_routes, fallback_routes
+from server.web.ingress import WebhookIngress
+from server.web.pages import page_routes
 from storage import db
 from storage.flows import FlowStore
-from storage.repositories import Store
+from storage.jobs import JobQueue, WebhookStore
+from storage.notices import ChangeNotices
+from storage.repositories import Store, utcnow
 
-# At shutdown the job pusher and the delivery writer finish their current round; past this, cancelled.
-BACKGROUND_STOP_SECONDS = 10
+JOB_RETRY_CAP_SECONDS = 600
 
 
-def build_hub(settings: Settings, *, http_transport: httpx.AsyncBaseTransport | None = None) -> Hub:
+def build_core(
+    settings: Settings,
+    *,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Core:
+    """Every use case on one database; `clock` is what stored times (expiries, leases) are read off."""
     catalog = load_catalog()
     api_bases = {slug: o.api_base for slug, o in settings.connectors.items() if o.api_base}
     allowed = {
@@ -53,15 +69,80 @@ def build_hub(settings: Settings, *, http_transport: httpx.AsyncBaseTransport | 
         http_transport=http_transport,
     )
     engine = db.create_engine(settings.resolved_database_url)
-    vault = CredentialVault(load_keyring(settings).keyring)
-    return Hub(
-        settings=settings,
-        store=Store(engine),
-        flows=FlowStore(engine),
+    store, flows, hooks = Store(engine, clock), FlowStore(engine, clock), WebhookStore(engine, clock)
+    keyring = load_keyring(settings).keyring
+    vault = CredentialVault(keyring)
+    links = Links(settings.public_url, settings.webhook_base_url)
+    waiters = ConnectionWaiters()
+    events = ChangeEvents(ChangeNotices(engine))
+    oauth_clients = OAuthClients(settings, links)
+    connections = Connections(
+        store=store,
         vault=vault,
         catalog=catalog,
         runner=runner,
+        oauth=oauth_clients,
+        links=links,
+        waiters=waiters,
     )
+    identity = Identity(store, flows, catalog)
+    job_backoff = Backoff(settings.job_retry_base_seconds, JOB_RETRY_CAP_SECONDS)
+    queue = JobQueue(engine, clock, backoff=job_backoff.delay)
+    writer = DeliveryWriter(hooks, events)
+    ingest = WebhookIngest(
+        hooks=hooks,
+        vault=vault,
+        catalog=catalog,
+        identity=identity,
+        writer=writer,
+        max_attempts=settings.job_max_attempts,
+        signing_key_urls={"gmail": settings.google_certs_url} if settings.google_certs_url else None,
+    )
+    return Core(
+        settings=settings,
+        catalog=catalog,
+        links=links,
+        identity=identity,
+        connections=connections,
+        oauth=OAuthFlow(
+            catalog=catalog,
+            clients=oauth_clients,
+            connections=connections,
+            flows=flows,
+            vault=vault,
+            links=links,
+        ),
+        files=FileService(settings, catalog, connections, events),
+        jobs=Jobs(queue, catalog, events, lease_seconds=settings.job_lease_seconds),
+        push=PushSettings(store, vault),
+        webhooks=WebhookEndpoints(
+            hooks=hooks,
+            vault=vault,
+            catalog=catalog,
+            connections=connections,
+            identity=identity,
+            ingest=ingest,
+            links=links,
+            allow_insecure_urls=settings.webhook_allow_insecure_urls,
+        ),
+        ingest=ingest,
+        events=events,
+        waiters=waiters,
+        derive_key=keyring.derive,
+        _engine=engine,
+        _hooks=hooks,
+        _runner=runner,
+        _writer=writer,
+        _pusher=JobPusher(settings, store, vault, queue),
+    )
+
+
+def build_mcp(core: Core, resolve_caller: CallerResolver) -> McpServer:
+    """The MCP server, told of the core's changes (new jobs, re-uploaded files) on every replica."""
+    mcp = build_mcp_server(core, resolve_caller)
+    core.events.on_jobs(mcp.resources.notify_jobs)
+    core.events.on_file(mcp.resources.notify_file)
+    return mcp
 
 
 def _transport_security(settings: Settings) -> TransportSecuritySettings:
@@ -83,84 +164,46 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def api_not_found(request: Request) -> Response:
-    """JSON for unknown API paths, and 405 with Allow when only the method is wrong."""
-    allowed = sorted(
-        method
-        for route in request.app.router.routes
-        if isinstance(route, Route)
-        and route.endpoint is not api_not_found
-        and route.methods
-        and route.matches(request.scope)[0] is Match.PARTIAL
-        for method in route.methods
-    )
-    if allowed:
-        return error_response(
-            ApiError(
-                405,
-                f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}",
-                headers={"Allow": ", ".join(allowed)},
-            )
-        )
-    return error_response(ApiError(404, f"no API route {request.method} {request.url.path}"))
-
-
-def build_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
-    hub = hub or build_hub(settings)
-    mcp_server = build_mcp_server(hub, caller_from_http)
-    mcp_http = mcp_server.streamable_http_app(
-        streamable_http_path="/mcp",
+def build_app(settings: Settings, *, core: Core | None = None) -> Starlette:
+    core = core or build_core(settings)
+    mcp = build_mcp(core, caller_from_http)
+    mcp_http = mcp.server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
         transport_security=_transport_security(settings),
         max_request_body_size=settings.max_body_bytes,
         auth=AuthSettings(
             issuer_url=settings.public_url,  # type: ignore[arg-type]
-            resource_server_url=f"{settings.public_url}/mcp",  # type: ignore[arg-type]
+            resource_server_url=core.links.mcp,  # type: ignore[arg-type]
             # Agent keys are minted by this server for this server; the verifier is the audience check.
             validate_token_resource=False,
         ),
-        token_verifier=AgentKeyVerifier(hub),
+        token_verifier=AgentKeyVerifier(core.identity),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        try:
-            await db.upgrade(hub.store.engine)
-            await hub.check_master_key()
-            pusher = JobPusher(settings, hub.store, hub.vault, hub.webhooks.jobs)
-            hub.webhooks.listeners.append(pusher.wake_for)
-            async with mcp_server.session_manager.run(), anyio.create_task_group() as background:
-                background.start_soon(pusher.run)
-                background.start_soon(hub.webhooks.run_writer)
-                background.start_soon(hub.notices.listen)
-                yield {}
-                # Ask the loops to finish their current round; cancel only those that overstay.
-                pusher.stop()
-                hub.webhooks.stop_writer()
-                hub.notices.stop()
-                background.cancel_scope.deadline = anyio.current_time() + BACKGROUND_STOP_SECONDS
-        finally:
-            hub.webhooks.hooks.close()
-            await hub.runner.aclose()
-            await hub.store.engine.dispose()
+        async with core.running(), mcp.server.session_manager.run():
+            yield {}
 
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             *api_routes(),
-            *webhook_routes(),
-            *files_routes(),
-            *pages.page_routes(),
-            *admin_routes(),
-            *(
-                Route(prefix, api_not_found, methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"])
-                for prefix in ("/api/{path:path}", "/connectors/{ref}/{path:path}")
-            ),
+            *page_routes(),
+            *fallback_routes(),
             Mount("/", app=mcp_http),
         ],
-        # The provider webhook receiver answers before the router: see server/web/webhook_ingress.
-        middleware=[Middleware(WebhookIngress, service=hub.webhooks)],
+        # The provider webhook receiver answers before the router: see server/web/ingress.py.
+        middleware=[
+            Middleware(
+                WebhookIngress,
+                ingest=core.ingest,
+                links=core.links,
+                max_body_bytes=settings.webhook_max_body_bytes,
+            )
+        ],
         lifespan=lifespan,
     )
-    app.state.hub = hub
+    app.state.core = core
     app.state.settings = settings
     return app

@@ -9,19 +9,20 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 import anyio
 import uvicorn
 
 from auth.crypto import CryptoError, generate_key
-from server.app import build_app, build_hub
-from server.errors import ApiError
-from server.hub import Hub, parse_uuid
+from server.app import build_app, build_core, build_mcp
+from server.core import Core
+from server.core.errors import DomainError, Invalid, NotFound
+from server.core.webhooks.endpoints import Registration
 from server.keys import StartupRefused
 from server.logs import configure_logging
-from server.mcp_app import build_mcp_server, fixed_agent_resolver
+from server.mcp.caller import fixed_agent_resolver
 from server.settings import Settings
-from storage import db
 
 logger = logging.getLogger("tendril")
 
@@ -31,30 +32,35 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-async def _with_hub(settings: Settings, work: Callable[[Hub], Awaitable[int]]) -> int:
-    hub = build_hub(settings)
+async def _with_core(settings: Settings, work: Callable[[Core], Awaitable[int]]) -> int:
+    core = build_core(settings)
     try:
-        await db.upgrade(hub.store.engine)
-        await hub.check_master_key()
-        return await work(hub)
+        await core.prepare()
+        return await work(core)
     finally:
-        await hub.runner.aclose()
-        await hub.store.engine.dispose()
+        await core.aclose()
+
+
+def _uuid(value: str, what: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise Invalid(f"malformed {what}: expected a UUID") from None
 
 
 # -- commands --------------------------------------------------------------------------------
-async def _bootstrap_admin(hub: Hub) -> int:
+async def _bootstrap_admin(core: Core) -> int:
     """First run on an empty database: an `admin` owner and a key shown once."""
-    if await hub.store.count_owners() > 0:
+    if await core.identity.has_owners():
         return 0
-    owner = await hub.create_owner("admin")
-    key = await hub.create_api_key(owner.id, name="bootstrap", permissions=["admin"])
+    owner = await core.identity.create_owner("admin")
+    key = await core.identity.create_api_key(owner.id, name="bootstrap", permissions=["admin"])
     _say("Created owner 'admin'. Its API key is shown only this once, keep it:")
     _say(f"  {key.plaintext}")
     _say("Create an agent allowed to use Slack and Telegram with:")
     _say("  tendril agents create --owner admin --name my-agent --allow slack,telegram")
     _say(
-        f"or: curl -X POST {hub.url('/api/v1/agents')} -H 'Authorization: Bearer <key>' "
+        f"or: curl -X POST {core.links.url('/api/v1/agents')} -H 'Authorization: Bearer <key>' "
         '-H \'Content-Type: application/json\' -d \'{"name": "my-agent", "allowedConnectors": ["slack"]}\''
     )
     return 0
@@ -63,7 +69,7 @@ async def _bootstrap_admin(hub: Hub) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
-    asyncio.run(_with_hub(settings, _bootstrap_admin))
+    asyncio.run(_with_core(settings, _bootstrap_admin))
     app = build_app(settings)
     _say(f"Tendril serving on http://{host}:{port} (MCP at {settings.public_url}/mcp)")
     uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)
@@ -76,43 +82,45 @@ def cmd_mcp(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     agent_key = settings.agent_key.get_secret_value()
 
-    async def run(hub: Hub) -> int:
-        if await hub.authenticate_agent(agent_key) is None:
+    async def run(core: Core) -> int:
+        if await core.identity.authenticate_agent(agent_key) is None:
             logger.error("TENDRIL_AGENT_KEY is not a valid agent key")
             return 2
         from mcp.server.stdio import stdio_server
 
-        server = build_mcp_server(hub, fixed_agent_resolver(hub, agent_key))
+        server = build_mcp(core, fixed_agent_resolver(core.identity, agent_key)).server
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())
         return 0
 
-    return anyio.run(_with_hub, settings, run)
+    return anyio.run(_with_core, settings, run)
 
 
 def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
-    async def noop(hub: Hub) -> int:
+    async def noop(core: Core) -> int:
         _say("database is up to date")
         return 0
 
-    return asyncio.run(_with_hub(settings, noop))
+    return asyncio.run(_with_core(settings, noop))
 
 
 def cmd_owners_create(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(hub: Hub) -> int:
-        owner = await hub.create_owner(args.name)
-        key = await hub.create_api_key(owner.id, name="default", permissions=["admin"])
+    async def work(core: Core) -> int:
+        owner = await core.identity.create_owner(args.name)
+        key = await core.identity.create_api_key(owner.id, name="default", permissions=["admin"])
         _say(f"Created owner {owner.name} ({owner.id}) with an admin API key (shown once):")
         _say(key.plaintext)
         return 0
 
-    return asyncio.run(_with_hub(settings, work))
+    return asyncio.run(_with_core(settings, work))
 
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(hub: Hub) -> int:
-        owner = await hub.owner_named(args.owner)
-        key = await hub.create_api_key(owner.id, name=args.name, permissions=args.permission or None)
+    async def work(core: Core) -> int:
+        owner = await core.identity.owner_named(args.owner)
+        key = await core.identity.create_api_key(
+            owner.id, name=args.name, permissions=args.permission or None
+        )
         _say(
             f"Created API key '{key.record.name}' for {owner.name} "
             f"with {list(key.record.permissions)} (shown once):"
@@ -120,21 +128,21 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
         _say(key.plaintext)
         return 0
 
-    return asyncio.run(_with_hub(settings, work))
+    return asyncio.run(_with_core(settings, work))
 
 
 def cmd_agents_create(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(hub: Hub) -> int:
-        owner = await hub.owner_named(args.owner)
+    async def work(core: Core) -> int:
+        owner = await core.identity.owner_named(args.owner)
         allowed = [slug.strip() for slug in (args.allow or "").split(",") if slug.strip()]
-        created = await hub.create_agent(owner.id, name=args.name, allowed_connectors=allowed)
+        created = await core.identity.create_agent(owner.id, name=args.name, allowed_connectors=allowed)
         _say(f"Created agent {created.record.name} ({created.record.id}) allowed {allowed}.")
-        _say(f"MCP endpoint: {hub.url('/mcp')} with header 'Authorization: Bearer <agent key>'.")
+        _say(f"MCP endpoint: {core.links.mcp} with header 'Authorization: Bearer <agent key>'.")
         _say("Agent key (shown once):")
         _say(created.plaintext_key)
         return 0
 
-    return asyncio.run(_with_hub(settings, work))
+    return asyncio.run(_with_core(settings, work))
 
 
 def cmd_webhooks_setup(settings: Settings, args: argparse.Namespace) -> int:
@@ -145,66 +153,51 @@ def cmd_webhooks_setup(settings: Settings, args: argparse.Namespace) -> int:
         # A secret left without a value is asked for, so it stays out of shell history.
         secrets[name] = value if has_value else getpass.getpass(f"{args.provider} {name}: ")
 
-    async def work(hub: Hub) -> int:
-        connection = await hub.store.connection_by_id(parse_uuid(args.connection, "connection id"))
+    async def work(core: Core) -> int:
+        connection = await core.connections.find_any(_uuid(args.connection, "connection id"))
         if connection is None:
-            raise ApiError(404, "connection not found")
-        endpoint, setup = await hub.webhooks.setup(
+            raise NotFound("connection not found")
+        endpoint, setup = await core.webhooks.setup(
             connection.owner_id,
             connection.id,
             provider=args.provider,
             secrets=secrets,
-            agents=args.agent or None,
-            register=_register_options(args),
+            agents=[_uuid(a, "agent id") for a in args.agent] if args.agent else None,
+            register=Registration(args.repository, tuple(args.event or ())) if args.register else None,
         )
         _say(f"Created {args.provider} webhook endpoint {endpoint.id}.")
-        _say(f"Receiver URL: {hub.webhooks.url_for(endpoint)}")
-        _say(setup["how"])
+        _say(f"Receiver URL: {core.webhooks.url_for(endpoint)}")
+        _say(setup.how)
         return 0
 
-    return asyncio.run(_with_hub(settings, work))
+    return asyncio.run(_with_core(settings, work))
 
 
 def cmd_webhooks_delete(settings: Settings, args: argparse.Namespace) -> int:
     """Retire an endpoint, removing the hook at the provider where Tendril registered it."""
 
-    async def work(hub: Hub) -> int:
-        found = await hub.webhooks.hooks.endpoint(parse_uuid(args.endpoint, "endpoint id"))
+    async def work(core: Core) -> int:
+        found = await core.webhooks.find_any(_uuid(args.endpoint, "endpoint id"))
         if found is None:
-            raise ApiError(404, "webhook endpoint not found")
-        endpoint, at_provider = await hub.webhooks.delete(found.owner_id, found.id)
+            raise NotFound("webhook endpoint not found")
+        endpoint, removal = await core.webhooks.delete(found.owner_id, found.id)
         _say(f"Deleted {endpoint.provider} webhook endpoint {endpoint.id}.")
-        _say(at_provider["how"])
+        _say(removal.how)
         return 0
 
-    return asyncio.run(_with_hub(settings, work))
-
-
-def _register_options(args: argparse.Namespace) -> dict[str, Any] | None:
-    if not args.register:
-        return None
-    options: dict[str, Any] = {"events": args.event or []}
-    if args.repository:
-        options["repository"] = args.repository
-    return options
+    return asyncio.run(_with_core(settings, work))
 
 
 def cmd_crypto_rotate(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(hub: Hub) -> int:
-        resealed = unchanged = 0
-        for connection_id, sealed in await hub.store.all_sealed_credentials():
-            fresh = hub.vault.reseal(connection_id, sealed)
-            if fresh is None:
-                unchanged += 1
-            elif await hub.store.replace_sealed_credentials(connection_id, sealed, fresh):
-                resealed += 1
+    async def work(core: Core) -> int:
+        resealed, unchanged = await core.connections.reseal_all()
         _say(
-            f"re-encrypted {resealed} credential(s) with key {hub.vault.keyring.primary_key_id}; "
+            f"re-encrypted {resealed} credential(s) with key {core.connections.primary_key_id}; "
             f"{unchanged} already used it"
         )
         return 0
 
-    return asyncio.run(_with_hub(settings, work))
+    return asyncio.run(_with_core(settings, work))
 
 
 def cmd_crypto_generate_key(settings: Settings, args: argparse.Namespace) -> int:
@@ -314,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CryptoError as exc:
         logger.error("encryption key problem: %s", exc)
         return 2
-    except ApiError as exc:
+    except DomainError as exc:
         logger.error("%s", exc.message)
         return 1
 

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 
 from auth.redaction import secrets_to_redact
+
+
+def log_unexpected(exc: BaseException, where: str) -> str:
+    """Log a failure nobody anticipated with its traceback; the reference is all the caller sees."""
+    reference = uuid.uuid4().hex[:12]
+    logging.getLogger("tendril.errors").error(
+        "unexpected error in %s (ref=%s)", where, reference, exc_info=exc
+    )
+    return reference
 
 
 class RedactingFilter(logging.Filter):

@@ -100,19 +100,21 @@ class FlowStore:
     # -- browser sessions -----------------------------------------------------------------------
     async def create_session(
         self, owner_id: UUID, *, token_hash: str, csrf_token: str, ttl: timedelta
-    ) -> None:
+    ) -> WebSession:
         now = self.clock()
+        session = WebSession(uuid.uuid4(), owner_id, csrf_token, now + ttl)
         async with self.engine.begin() as conn:
             await conn.execute(
                 schema.web_sessions.insert().values(
-                    id=uuid.uuid4(),
+                    id=session.id,
                     owner_id=owner_id,
                     token_hash=token_hash,
                     csrf_token=csrf_token,
                     created_at=now,
-                    expires_at=now + ttl,
+                    expires_at=session.expires_at,
                 )
             )
+        return session
 
     async def session_by_token_hash(self, token_hash: str) -> WebSession | None:
         table = schema.web_sessions

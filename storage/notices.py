@@ -6,7 +6,7 @@ by NOTIFY on one channel, which every replica LISTENs to on a connection of its 
 pool: a pooled connection would carry the LISTEN to whoever borrows it next). On SQLite (one
 machine, one process) they are handed to the handlers directly.
 
-A topic is a short string, `kind:id` (see server.webhooks and server.files); never a secret, since
+A topic is a short string, `kind:id` (see server/core/events.py); never a secret, since
 anyone who can read the database can LISTEN.
 """
 

@@ -4,9 +4,10 @@ route cannot forget the scoping."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -27,7 +28,9 @@ class AlreadyExists(Exception):
     """A unique constraint refused the write (a name already taken)."""
 
 
-class ConnectionStatus:
+class ConnectionStatus(StrEnum):
+    """Where a connection is in its life; server/core/connections.py decides which moves are allowed."""
+
     PENDING = "pending"
     ACTIVE = "active"
     NEEDS_REAUTH = "needs_reauth"
@@ -70,7 +73,7 @@ class ConnectionRecord:
     owner_id: UUID
     connector_slug: str
     label: str
-    status: str
+    status: ConnectionStatus
     config: Mapping[str, Any]
     sealed_credentials: str | None
     account: Mapping[str, Any]
@@ -117,7 +120,7 @@ def _connection(row: sa.Row[Any]) -> ConnectionRecord:
         m["owner_id"],
         m["connector_slug"],
         m["label"],
-        m["status"],
+        ConnectionStatus(m["status"]),
         dict(m["config"]),
         m["credentials"],
         dict(m["account"]),
@@ -444,29 +447,6 @@ class Store:
             )
         return result.rowcount == 1
 
-    async def activate_connection(
-        self,
-        owner_id: UUID,
-        connection_id: UUID,
-        *,
-        sealed_credentials: str,
-        account: Mapping[str, Any],
-        auth_method: str = "api_key",
-        scopes: Sequence[str] | None = None,
-        token_expires_at: datetime | None = None,
-    ) -> ConnectionRecord | None:
-        return await self._update_connection(
-            owner_id,
-            connection_id,
-            status=ConnectionStatus.ACTIVE,
-            credentials=sealed_credentials,
-            account=dict(account),
-            last_error=None,
-            auth_method=auth_method,
-            scopes=list(scopes) if scopes is not None else None,
-            token_expires_at=token_expires_at,
-        )
-
     async def connection_by_id(self, connection_id: UUID) -> ConnectionRecord | None:
         """Unscoped read for internal machinery (token refresh) that already holds a scoped record."""
         table = schema.connections
@@ -501,15 +481,6 @@ class Store:
                 .values(**values)
             )
 
-    async def mark_needs_reauth(self, connection_id: UUID, reason: str) -> None:
-        table = schema.connections
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                table.update()
-                .where(table.c.id == connection_id, table.c.deleted_at.is_(None))
-                .values(status=ConnectionStatus.NEEDS_REAUTH, last_error=reason, updated_at=self.clock())
-            )
-
     async def try_refresh_lease(self, connection_id: UUID, *, seconds: float) -> bool:
         """Compare-and-set a short lease: at most one process refreshes a connection's token."""
         table = schema.connections
@@ -532,17 +503,6 @@ class Store:
                 table.update().where(table.c.id == connection_id).values(refresh_lock_until=None)
             )
 
-    async def record_connection_facts(
-        self, owner_id: UUID, connection_id: UUID, *, account: Mapping[str, Any], status: str
-    ) -> ConnectionRecord | None:
-        """Replace what is known about a connection (for a file: its object, size, lines)."""
-        return await self._update_connection(owner_id, connection_id, account=dict(account), status=status)
-
-    async def set_connection_status(
-        self, owner_id: UUID, connection_id: UUID, status: str, *, last_error: str | None = None
-    ) -> ConnectionRecord | None:
-        return await self._update_connection(owner_id, connection_id, status=status, last_error=last_error)
-
     async def update_connection(
         self,
         owner_id: UUID,
@@ -558,20 +518,37 @@ class Store:
             values["config"] = dict(config)
         return await self._update_connection(owner_id, connection_id, **values)
 
-    async def revoke_connection(self, owner_id: UUID, connection_id: UUID) -> ConnectionRecord | None:
+    async def move_connection(
+        self,
+        connection_id: UUID,
+        *,
+        owner_id: UUID | None,
+        to: ConnectionStatus,
+        allowed_from: Collection[ConnectionStatus],
+        **values: Any,
+    ) -> ConnectionRecord | None:
+        """The status column's one writer, for server/core/connections.py: sets `to` (with the
+        other columns given) only while the connection is in one of `allowed_from`, in the same
+        statement, so two writers cannot interleave a forbidden move. None when it was not."""
+        table = schema.connections
         now = self.clock()
-        # The credential is dropped on revoke: a revoked connection holds no secret at all.
-        return await self._update_connection(
-            owner_id,
-            connection_id,
-            status=ConnectionStatus.REVOKED,
-            credentials=None,
-            deleted_at=now,
-            now=now,
+        if to == ConnectionStatus.REVOKED:
+            values["deleted_at"] = now
+        query = table.update().where(
+            table.c.id == connection_id,
+            table.c.deleted_at.is_(None),
+            table.c.status.in_([str(status) for status in allowed_from]),
         )
+        if owner_id is not None:
+            query = query.where(table.c.owner_id == owner_id)
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(query.values(status=str(to), updated_at=now, **values).returning(*table.c))
+            ).first()
+        return _connection(row) if row else None
 
     async def _update_connection(
-        self, owner_id: UUID, connection_id: UUID, *, now: datetime | None = None, **values: Any
+        self, owner_id: UUID, connection_id: UUID, **values: Any
     ) -> ConnectionRecord | None:
         table = schema.connections
         async with self.engine.begin() as conn:
@@ -583,7 +560,7 @@ class Store:
                         table.c.owner_id == owner_id,
                         table.c.deleted_at.is_(None),
                     )
-                    .values(updated_at=now or self.clock(), **values)
+                    .values(updated_at=self.clock(), **values)
                     .returning(*table.c)
                 )
             ).first()

@@ -23,14 +23,15 @@ from pydantic import SecretStr
 
 from auth.crypto import generate_key
 from clients import TendrilClient
-from server.app import build_app, build_hub
-from server.hub import Hub
+from server.app import build_app, build_core
+from server.core import Core
 from server.settings import ConnectorSettings, Settings
 from tests.fakes.loopback import run_asgi_on_loopback
 from tests.fakes.oauth import FakeOAuthProvider
 from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import FakeTelegram
 from tests.support.asgi import Swappable
+from tests.support.core import MovableClock
 from tests.support.gcs import GcsEmulator, gcs_emulator
 from tests.support.postgres import PostgresCluster, throwaway_postgres
 
@@ -152,9 +153,10 @@ class Owner:
 class Tendril:
     """Tendril running in-process; REST calls go through httpx's ASGI transport."""
 
-    def __init__(self, app: object, hub: Hub, base_url: str) -> None:
+    def __init__(self, app: object, core: Core, base_url: str, clock: MovableClock) -> None:
         self.app = app
-        self.hub = hub
+        self.core = core
+        self.clock = clock
         self.base_url = base_url
         self._clients: list[TendrilClient] = []
 
@@ -171,8 +173,10 @@ class Tendril:
 
     async def new_owner(self, name: str | None = None, permissions: list[str] | None = None) -> Owner:
         name = name or f"owner-{secrets.token_hex(3)}"
-        owner = await self.hub.create_owner(name)
-        key = await self.hub.create_api_key(owner.id, name="test", permissions=permissions or ["admin"])
+        owner = await self.core.identity.create_owner(name)
+        key = await self.core.identity.create_api_key(
+            owner.id, name="test", permissions=permissions or ["admin"]
+        )
         return Owner(name, str(owner.id), key.plaintext)
 
     async def aclose(self) -> None:
@@ -182,10 +186,11 @@ class Tendril:
 
 @asynccontextmanager
 async def running_tendril(settings: Settings) -> AsyncIterator[Tendril]:
-    hub = build_hub(settings)
-    app = build_app(settings, hub=hub)
+    clock = MovableClock()
+    core = build_core(settings, clock=clock)
+    app = build_app(settings, core=core)
     async with app.router.lifespan_context(app):
-        instance = Tendril(app, hub, "http://127.0.0.1:8080")
+        instance = Tendril(app, core, "http://127.0.0.1:8080", clock)
         try:
             yield instance
         finally:
@@ -278,16 +283,14 @@ class LiveTendril:
 
 def _bootstrap_owner(settings: Settings, name: str) -> Owner:
     async def work() -> Owner:
-        from storage import db
-
-        hub = build_hub(settings)
+        core = build_core(settings)
         try:
-            await db.upgrade(hub.store.engine)
-            owner = await hub.create_owner(name)
-            key = await hub.create_api_key(owner.id, name="test", permissions=["admin"])
+            await core.prepare()
+            owner = await core.identity.create_owner(name)
+            key = await core.identity.create_api_key(owner.id, name="test", permissions=["admin"])
             return Owner(name, str(owner.id), key.plaintext)
         finally:
-            await hub.store.engine.dispose()
+            await core.aclose()
 
     return asyncio.run(work())
 

@@ -311,13 +311,12 @@ async def test_gmails_refresh_goes_through_tendrils_single_flight_refresh(
         await expire_the_access_token(tendril, connection_id)
         issuer.expire_all_access_tokens()
         issuer.token_delay = 0.2  # keeps the refresh in flight while the other calls arrive
-        record = await tendril.hub.store.get_connection(uuid.UUID(owner.id), uuid.UUID(connection_id))
-        assert record is not None
-        action = tendril.hub.catalog["gmail"].actions["list_labels"]
+        record = await tendril.core.connections.get(uuid.UUID(owner.id), uuid.UUID(connection_id))
+        action = tendril.core.catalog["gmail"].actions["list_labels"]
         labels: list[list[str]] = []
 
         async def call() -> None:
-            output = await tendril.hub.run_on_connection(record, action, {})
+            output = await tendril.core.connections.run(record, action, {})
             labels.append(output.model_dump()["labels"])
 
         async with anyio.create_task_group() as group:

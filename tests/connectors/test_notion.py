@@ -18,7 +18,7 @@ from connectors.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from server.web.routes import alloy_page
+from server.web.api.actions import alloy_page
 from tests.fakes.notion import FakeNotion
 from tests.support.asgi import Swappable
 
@@ -276,9 +276,9 @@ def test_alloy_action_ids_resolve_and_lists_page_as_alloy_expects() -> None:
         assert found is not None and found.name == name
     item = {"object": "page", "id": "x", "title": "T"}
     search = {"count": 1, "pages": [item], "has_more": True, "next_cursor": "c"}
-    assert alloy_page(search) == {"data": [item], "has_more": True, "next_cursor": "c"}
+    assert alloy_page(search).model_dump() == {"data": [item], "has_more": True, "next_cursor": "c"}
     rows = {"results": [item], "has_more": False, "next_cursor": None, "data_source_id": "d"}
-    assert alloy_page(rows) == {"data": [item], "has_more": False, "next_cursor": None}
+    assert alloy_page(rows).model_dump() == {"data": [item], "has_more": False, "next_cursor": None}
 
 
 async def test_an_oauth_connection_made_before_credential_keys_still_works(world: World) -> None:

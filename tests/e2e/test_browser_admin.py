@@ -13,11 +13,13 @@ from uuid import UUID
 import httpx
 import pytest
 
-from server.app import build_app, build_hub
+from server.app import build_app
+from server.core.identity import AgentPrincipal
 from server.settings import Settings
 from tests.conftest import Owner, _bootstrap_owner
 from tests.fakes.loopback import run_asgi_on_loopback
 from tests.support.browser import chromium_page_factory, save_screenshot
+from tests.support.core import prepared_core
 from tests.support.webhooks import GitHubSigner
 
 pytestmark = pytest.mark.anyio
@@ -33,19 +35,14 @@ class AdminWorld:
 
 
 async def _endpoint_for(settings: Settings, owner: Owner, signer: GitHubSigner) -> tuple[str, str]:
-    hub = build_hub(settings)
-    try:
+    async with prepared_core(settings) as core:
         owner_id = UUID(owner.id)
-        agent = await hub.create_agent(owner_id, name="triager", allowed_connectors=["github"])
-        connection = await hub.store.create_connection(
-            owner_id, connector_slug="github", label="gh", config={}
-        )
-        endpoint, _ = await hub.webhooks.setup(
+        agent = await core.identity.create_agent(owner_id, name="triager", allowed_connectors=["github"])
+        connection, _ = await core.connections.start(owner_id, core.catalog["github"], label="gh")
+        endpoint, _ = await core.webhooks.setup(
             owner_id, connection.id, provider="github", secrets=signer.secrets
         )
         return f"/api/v1/connectors/webhooks/github/{endpoint.id}", str(agent.record.id)
-    finally:
-        await hub.store.engine.dispose()
 
 
 @pytest.fixture
@@ -80,12 +77,10 @@ async def test_the_owner_sees_their_events_and_retries_a_dead_letter(admin_world
         await http.post(mine_path, content=duplicate.body, headers=duplicate.headers)
         other = theirs.deliver("theirs-0")
         await http.post(their_path, content=other.body, headers=other.headers)
-    hub = build_hub(world.settings)  # an agent gives up on one job: a dead letter
-    try:
-        [job] = await hub.webhooks.jobs.claim(worker="agent", lease_seconds=60, agent_id=UUID(agent_id))
-        await hub.webhooks.jobs.fail(job.id, agent_id=UUID(agent_id), error="could not triage", retry=False)
-    finally:
-        await hub.store.engine.dispose()
+    async with prepared_core(world.settings) as core:  # the agent gives up on one job: a dead letter
+        agent = AgentPrincipal(UUID(agent_id), UUID(world.owner.id), frozenset({"github"}))
+        [job] = await core.jobs.claim(agent, limit=1, lease_seconds=60)
+        await core.jobs.fail(agent, job.id, error="could not triage", retry=False)
 
     async with chromium_page_factory() as factory:
         from playwright.async_api import expect

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from server.app import build_app
-from server.oauth_connections import CALLBACK_PATH
+from server.core.links import OAUTH_CALLBACK_PATH as CALLBACK_PATH
 from server.settings import Settings
 from tests.conftest import OAuthFakes, Owner, _bootstrap_owner, oauth_connector
 from tests.fakes.loopback import run_asgi_on_loopback

@@ -8,7 +8,7 @@ from typing import Any
 
 from clients import TendrilClient
 from connectors import load_catalog
-from server.mcp_jobs import JOB_TOOLS
+from server.mcp.job_tools import JOB_TOOLS
 from tests.conftest import SLACK_TOKEN
 from tests.e2e.conftest import LiveProcess, NodeRunner, NodeTools, describe
 from tests.support.catalog import SLACK_TOOLS

@@ -15,12 +15,11 @@ from uuid import UUID
 import httpx
 import pytest
 
-from server.app import build_hub
 from server.settings import ConnectorSettings, Settings
-from storage import db
 from tests.conftest import TELEGRAM_TOKEN, Fakes, child_env
 from tests.fakes.loopback import run_asgi_on_loopback
 from tests.fakes.stripe import FakeStripe
+from tests.support.core import prepared_core
 
 
 @pytest.fixture
@@ -135,18 +134,12 @@ def test_webhooks_setup_registers_telegram_and_hands_out_console_urls(
     settings: Settings, fakes: Fakes
 ) -> None:
     async def connections() -> tuple[str, str]:
-        hub = build_hub(settings)
-        try:
-            await db.upgrade(hub.store.engine)
-            owner = await hub.create_owner("hooks")
-            telegram, _ = await hub.start_connection(owner.id, hub.connector("telegram"), None)
-            await hub.submit_credentials(owner.id, str(telegram.id), {"bot_token": TELEGRAM_TOKEN})
-            github = await hub.store.create_connection(
-                owner.id, connector_slug="github", label="gh", config={}
-            )
+        async with prepared_core(settings) as core:
+            owner = await core.identity.create_owner("hooks")
+            telegram, _ = await core.connections.start(owner.id, core.catalog["telegram"])
+            await core.connections.submit_credentials(owner.id, telegram.id, {"bot_token": TELEGRAM_TOKEN})
+            github, _ = await core.connections.start(owner.id, core.catalog["github"], label="gh")
             return str(telegram.id), str(github.id)
-        finally:
-            await hub.store.engine.dispose()
 
     telegram_id, github_id = asyncio.run(connections())
     base = {"TENDRIL_WEBHOOK_BASE_URL": "https://hooks.tendril.test"}
@@ -177,17 +170,13 @@ def test_webhooks_setup_register_creates_the_stripe_endpoint_through_its_api(set
         )
 
         async def connection() -> str:
-            hub = build_hub(stripe_settings)
-            try:
-                await db.upgrade(hub.store.engine)
-                owner = await hub.create_owner("stripe-hooks")
-                made, _ = await hub.start_connection(owner.id, hub.connector("stripe"), None)
-                await hub.submit_credentials(
-                    owner.id, str(made.id), {"secret_key": "sk_test_51CanaryCliHooksQw7Zx9Lm2"}
+            async with prepared_core(stripe_settings) as core:
+                owner = await core.identity.create_owner("stripe-hooks")
+                made, _ = await core.connections.start(owner.id, core.catalog["stripe"])
+                await core.connections.submit_credentials(
+                    owner.id, made.id, {"secret_key": "sk_test_51CanaryCliHooksQw7Zx9Lm2"}
                 )
                 return str(made.id)
-            finally:
-                await hub.store.engine.dispose()
 
         connection_id = asyncio.run(connection())
         made = tendril(

@@ -8,8 +8,8 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from clients import TendrilClient
-from server.mcp_app import WAIT_TOOL
-from server.mcp_jobs import JOB_TOOLS
+from server.mcp.connect_flow import WAIT_TOOL
+from server.mcp.job_tools import JOB_TOOLS
 from tests.conftest import SLACK_TOKEN, TELEGRAM_TOKEN, Fakes, LiveTendril
 from tests.support.catalog import SLACK_TOOLS, TELEGRAM_TOOLS
 from tests.support.mcp import mcp_client

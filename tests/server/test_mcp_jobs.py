@@ -14,11 +14,12 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
-from server.app import build_app, build_hub
-from server.mcp_jobs import CLAIM_TOOL, COMPLETE_TOOL, FAIL_TOOL, pending_uri
+from server.app import build_app
+from server.mcp.job_tools import CLAIM_TOOL, COMPLETE_TOOL, FAIL_TOOL, pending_uri
 from server.settings import Settings
 from tests.conftest import LiveTendril, serving
 from tests.fakes.loopback import run_asgi_on_loopback
+from tests.support.core import prepared_core
 from tests.support.mcp import mcp_client
 from tests.support.webhooks import GitHubSigner
 
@@ -37,14 +38,9 @@ class Setup:
         return made.json()["agent"]["id"], made.json()["apiKey"]
 
     async def endpoint(self, agents: list[str] | None = None) -> None:
-        hub = build_hub(self.live.settings)
-        try:
-            owner = await hub.owner_named("admin")
-            connection = await hub.store.create_connection(
-                owner.id, connector_slug="github", label="gh", config={}
-            )
-        finally:
-            await hub.store.engine.dispose()
+        async with prepared_core(self.live.settings) as core:
+            owner = await core.identity.owner_named("admin")
+            connection, _ = await core.connections.start(owner.id, core.catalog["github"], label="gh")
         body: dict[str, Any] = {"provider": "github", "secrets": self.signer.secrets}
         if agents is not None:
             body["agents"] = agents

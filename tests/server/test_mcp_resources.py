@@ -14,8 +14,8 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
-from server.app import build_hub
 from tests.conftest import LiveTendril
+from tests.support.core import prepared_core
 from tests.support.gcs import GcsEmulator
 from tests.support.mcp import mcp_client
 
@@ -151,12 +151,12 @@ async def test_no_file_connector_allowed_or_another_owner_means_no_resources(
         with pytest.raises(MCPError, match="unknown resource"):
             await mcp.read_resource(uri)
 
-    hub = build_hub(live_tendril.settings)  # a second owner, made the way `tendril owners create` does
-    try:
-        stranger = await hub.create_owner("stranger")
-        other_key = (await hub.create_api_key(stranger.id, name="k", permissions=["admin"])).plaintext
-    finally:
-        await hub.store.engine.dispose()
+    # A second owner, made the way `tendril owners create` does.
+    async with prepared_core(live_tendril.settings) as core:
+        stranger = await core.identity.create_owner("stranger")
+        other_key = (
+            await core.identity.create_api_key(stranger.id, name="k", permissions=["admin"])
+        ).plaintext
     async with httpx.AsyncClient(base_url=live_tendril.url, headers={"X-Api-Key": other_key}) as other_http:
         other = Owner(other_http)
         await other.file("Theirs", "mine\n")

@@ -29,8 +29,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
 
 from clients import TendrilClient
-from server import mcp_app
-from server.mcp_app import WAIT_TOOL
+from server.mcp import connect_flow
+from server.mcp.connect_flow import WAIT_TOOL
 from server.settings import Settings
 from tests.conftest import TELEGRAM_TOKEN, Fakes, LiveTendril, Tendril, _bootstrap_owner, child_env
 
@@ -307,7 +307,7 @@ async def test_2026_client_whose_user_declines_gets_an_error_result(
 async def test_2026_retry_without_the_connection_made_answers_in_band_instead_of_asking_again(
     live_tendril: LiveTendril, fakes: Fakes, flow: Flow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(mcp_app, "RESUME_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(connect_flow, "RESUME_GRACE_SECONDS", 0.5)
     asked: list[types.ElicitRequestParams] = []
 
     async def accept_but_never_finish(

@@ -9,8 +9,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
-from server.mcp_app import WAIT_TOOL
-from server.mcp_jobs import JOB_TOOLS
+from server.mcp.connect_flow import WAIT_TOOL
+from server.mcp.job_tools import JOB_TOOLS
 from server.settings import Settings
 from tests.conftest import SLACK_TOKEN, Fakes, Tendril, child_env
 from tests.support.catalog import SLACK_TOOLS

@@ -13,12 +13,12 @@ import pytest
 import sqlalchemy as sa
 
 from clients import TendrilApiError
-from server.app import build_hub
 from server.logs import install_redaction
 from server.settings import Settings
 from storage import schema
 from tests.conftest import Fakes, OAuthFakes, Owner, Tendril
 from tests.support.browser_http import BrowserLike
+from tests.support.core import prepared_core, stored_rows, vault_of
 
 pytestmark = pytest.mark.anyio
 
@@ -155,8 +155,7 @@ async def test_replayed_forged_expired_and_foreign_states_are_refused(
         assert forged.status_code == 400 and "not one Tendril issued" in forged.text
         # Expired: a fresh handshake, completed after the state's ten minutes.
         fresh = await mine.provider_redirect(await mine.stop_at_provider(started.oauth_url))
-        later = oauth_tendril.hub.flows.clock() + STATE_LIFETIME
-        oauth_tendril.hub.flows.clock = lambda: later
+        oauth_tendril.clock.advance(STATE_LIFETIME)
         expired = await mine.get(fresh)
         assert expired.status_code == 400 and "expired" in expired.text
 
@@ -177,9 +176,9 @@ async def test_a_wrong_pkce_verifier_or_redirect_is_refused_and_nothing_is_store
         await browser.sign_in(owner.api_key)
         callback = await browser.provider_redirect(await browser.stop_at_provider(started.oauth_url))
         # Swap the stored verifier for another one, as an attacker holding a stolen code would have.
-        vault = oauth_tendril.hub.vault
-        other = vault.seal(_uuid(started.connection.id), {"code_verifier": "x" * 64})
-        async with oauth_tendril.hub.store.engine.begin() as conn:
+        settings = oauth_tendril.core.settings
+        other = vault_of(settings).seal(_uuid(started.connection.id), {"code_verifier": "x" * 64})
+        async with stored_rows(settings) as store, store.engine.begin() as conn:
             await conn.execute(sa.update(schema.oauth_states).values(sealed_verifier=other))
         wrong_verifier = await browser.get(callback)
         assert wrong_verifier.status_code == 400 and "did not accept" in wrong_verifier.text
@@ -234,24 +233,21 @@ async def test_fifty_concurrent_calls_on_an_expired_token_refresh_once(
     connection_id = await connected_via_oauth(oauth_tendril, owner, "slack")
 
     await expire_the_access_token(oauth_tendril, connection_id)
-    # A second hub on the same database stands in for another process (its own locks).
-    other = build_hub(oauth_settings)
     results: list[str] = []
 
-    async def call(hub_index: int) -> None:
-        hub = (oauth_tendril.hub, other)[hub_index]
-        record = await hub.store.get_connection(_uuid(owner.id), _uuid(connection_id))
-        assert record is not None
-        connector = hub.catalog["slack"]
-        output = await hub.run_on_connection(record, connector.actions["list_channels"], {"limit": 1})
-        results.append(output.model_dump()["channels"][0]["id"])
+    # A second core on the same database stands in for another process (its own locks).
+    async with prepared_core(oauth_settings) as other:
 
-    try:
+        async def call(core_index: int) -> None:
+            core = (oauth_tendril.core, other)[core_index]
+            record = await core.connections.get(_uuid(owner.id), _uuid(connection_id))
+            action = core.catalog["slack"].actions["list_channels"]
+            output = await core.connections.run(record, action, {"limit": 1})
+            results.append(output.model_dump()["channels"][0]["id"])
+
         async with anyio.create_task_group() as group:
             for index in range(50):
                 group.start_soon(call, index % 2)
-    finally:
-        await other.store.engine.dispose()
     assert len(results) == 50
     assert oauth_fakes.slack.refresh_count == 1
     refreshed = [t.value for t in oauth_fakes.slack.issued if t.kind == "access"][-1]
@@ -285,18 +281,20 @@ def _uuid(value: str) -> uuid.UUID:
 
 async def expire_the_access_token(tendril: Tendril, connection_id: str) -> None:
     """Rewrite the sealed credential so its access token expired a moment ago."""
-    hub, cid = tendril.hub, _uuid(connection_id)
-    record = await hub.store.connection_by_id(cid)
-    assert record is not None and record.sealed_credentials is not None
-    credentials = hub.vault.open(cid, record.sealed_credentials)
-    credentials["expires_at"] = str(time.time() - 1)
-    await hub.store.store_refreshed_token(
-        cid, sealed_credentials=hub.vault.seal(cid, credentials), token_expires_at=None, scopes=None
-    )
+    settings, cid = tendril.core.settings, _uuid(connection_id)
+    vault = vault_of(settings)
+    async with stored_rows(settings) as store:
+        record = await store.connection_by_id(cid)
+        assert record is not None and record.sealed_credentials is not None
+        credentials = vault.open(cid, record.sealed_credentials)
+        credentials["expires_at"] = str(time.time() - 1)
+        await store.store_refreshed_token(
+            cid, sealed_credentials=vault.seal(cid, credentials), token_expires_at=None, scopes=None
+        )
 
 
 async def stored_row(tendril: Tendril, connection_id: str) -> dict[str, object]:
-    async with tendril.hub.store.engine.connect() as conn:
+    async with stored_rows(tendril.core.settings) as store, store.engine.connect() as conn:
         row = (
             (
                 await conn.execute(

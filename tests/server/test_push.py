@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.app import build_hub
 from server.settings import Settings
 from tests.conftest import LiveTendril, serving
 from tests.fakes.loopback import run_asgi_on_loopback
+from tests.support.core import prepared_core
 from tests.support.webhooks import GitHubSigner
 
 pytestmark = pytest.mark.anyio
@@ -80,14 +80,9 @@ async def http(pushing: LiveTendril) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def github_endpoint(live: LiveTendril, http: httpx.AsyncClient, signer: GitHubSigner) -> str:
-    hub = build_hub(live.settings)
-    try:
-        owner = await hub.owner_named("admin")
-        connection = await hub.store.create_connection(
-            owner.id, connector_slug="github", label="gh", config={}
-        )
-    finally:
-        await hub.store.engine.dispose()
+    async with prepared_core(live.settings) as core:
+        owner = await core.identity.owner_named("admin")
+        connection, _ = await core.connections.start(owner.id, core.catalog["github"], label="gh")
     created = await http.post(
         f"/api/v1/connections/{connection.id}/webhooks",
         json={"provider": "github", "secrets": signer.secrets},

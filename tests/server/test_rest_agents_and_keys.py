@@ -373,7 +373,7 @@ async def test_patching_an_agent_changes_only_the_given_fields(tendril: Tendril)
     assert nulls.json()["name"] == "helper two"
     assert (await client.agent(created.agent.id)).allowed_connectors == []
     # The agent's key is unchanged by edits.
-    assert (await tendril.hub.authenticate_agent(created.api_key)) is not None
+    assert (await tendril.core.identity.authenticate_agent(created.api_key)) is not None
 
 
 @pytest.mark.parametrize(
@@ -421,7 +421,7 @@ async def test_deleting_an_agent_removes_it_and_disables_its_key(tendril: Tendri
     assert_error(patched, 404, "NOT_FOUND", "agent not found")
     assert_error(again, 404, "NOT_FOUND", "agent not found")
     assert await client.agents() == []
-    assert await tendril.hub.authenticate_agent(created.api_key) is None
+    assert await tendril.core.identity.authenticate_agent(created.api_key) is None
 
 
 @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])

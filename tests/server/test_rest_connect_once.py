@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import SLACK_TOKEN, TELEGRAM_TOKEN, Fakes, Owner, Tendril
+from tests.support.core import stored_rows
 from tests.support.rest import assert_error
 
 pytestmark = pytest.mark.anyio
@@ -116,7 +117,8 @@ async def test_the_token_is_used_once_and_never_stored(tendril: Tendril, fakes: 
     )
     client = tendril.client(owner.api_key)
     assert await client.connections() == []
-    assert await tendril.hub.store.all_sealed_credentials() == []
+    async with stored_rows(tendril.core.settings) as store:
+        assert await store.all_sealed_credentials() == []
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from storage import schema
 from tests.conftest import SLACK_TOKEN, TELEGRAM_TOKEN, Fakes, Owner, Tendril
 from tests.support.catalog import SLACK_TOOLS
+from tests.support.core import stored_rows
 from tests.support.rest import assert_error
 
 pytestmark = pytest.mark.anyio
@@ -60,7 +61,7 @@ async def submit(
 async def stored_row(tendril: Tendril, connection_id: str) -> Any:
     """The raw database row, deleted or not (the API hides deleted connections)."""
     table = schema.connections
-    async with tendril.hub.store.engine.connect() as conn:
+    async with stored_rows(tendril.core.settings) as store, store.engine.connect() as conn:
         query = sa.select(table).where(table.c.id == uuid.UUID(connection_id))
         return (await conn.execute(query)).one()
 

@@ -287,12 +287,12 @@ async def test_another_owners_agent_cannot_be_fetched_patched_or_deleted(
     assert_not_found(deleted, "agent")
     assert bobs.status_code == 200
     assert (bobs.json()["name"], bobs.json()["allowedConnectors"]) == ("assistant", ["telegram"])
-    assert await tendril.hub.authenticate_agent(world.bob.agent_key) is not None
+    assert await tendril.core.identity.authenticate_agent(world.bob.agent_key) is not None
 
 
 async def test_an_agent_key_belongs_to_its_owner_and_is_no_rest_key(tendril: Tendril, world: World) -> None:
-    alices_agent = await tendril.hub.authenticate_agent(world.alice.agent_key)
-    bobs_agent = await tendril.hub.authenticate_agent(world.bob.agent_key)
+    alices_agent = await tendril.core.identity.authenticate_agent(world.alice.agent_key)
+    bobs_agent = await tendril.core.identity.authenticate_agent(world.bob.agent_key)
     assert alices_agent is not None and bobs_agent is not None
     assert str(alices_agent.owner_id) == world.alice.owner.id
     assert str(bobs_agent.owner_id) == world.bob.owner.id

@@ -13,11 +13,12 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 from auth.crypto import Keyring, generate_key
-from server.app import build_app, build_hub
+from server.app import build_app
 from server.logs import install_redaction
 from server.settings import Settings
 from storage import schema
 from tests.conftest import SLACK_TOKEN, TELEGRAM_TOKEN, Fakes, LiveTendril, Tendril, child_env
+from tests.support.core import stored_rows
 from tests.support.mcp import mcp_client
 
 pytestmark = pytest.mark.anyio
@@ -103,12 +104,8 @@ async def test_secrets_stay_out_of_responses_logs_tool_results_and_the_database(
     assert_no_canary(captured_logs.text, "the log")
     assert any("HTTP Request" in r.getMessage() for r in captured_logs.records), "httpx was not logging"
 
-    engine = build_hub(live_tendril.settings).store.engine
-    try:
-        async with engine.connect() as conn:
-            rows = (await conn.execute(sa.select(schema.connections))).mappings().all()
-    finally:
-        await engine.dispose()
+    async with stored_rows(live_tendril.settings) as store, store.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(schema.connections))).mappings().all()
     assert_no_canary(repr(rows), "the database")
     assert {row["credentials"][:3] for row in rows} == {"v1:"}
 
@@ -128,7 +125,8 @@ async def test_crypto_rotate_reseals_every_credential_with_the_first_key(
     assert rotate.returncode == 0, rotate.stderr
     assert "re-encrypted 2 credential(s)" in rotate.stdout
 
-    sealed = [s for _, s in await tendril.hub.store.all_sealed_credentials()]
+    async with stored_rows(settings) as store:
+        sealed = [s for _, s in await store.all_sealed_credentials()]
     new_id = Keyring([new_key]).primary_key_id
     assert [s.split(":")[1] for s in sealed] == [new_id, new_id]
 

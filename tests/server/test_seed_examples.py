@@ -11,6 +11,7 @@ from tests.conftest import Tendril, running_tendril
 from tests.fakes.gmail import FakeGmail
 from tests.fakes.loopback import run_asgi_on_loopback
 from tests.fakes.notion import FakeNotion
+from tests.support.core import stored_rows
 
 pytestmark = pytest.mark.anyio
 NOTION_TOKEN = "ntn_CanaryNotionIntegrationToken4242424242"
@@ -125,4 +126,5 @@ async def test_levqors_gmail_example_with_a_credentials_object(
     assert "INBOX" in result["result"]["labels"]
     assert GMAIL_TOKEN not in response.text
     assert (missing.status_code, missing.json()["error"]) == (400, "token required")
-    assert await tendril.hub.store.all_sealed_credentials() == []  # used once, never stored
+    async with stored_rows(tendril.core.settings) as store:
+        assert await store.all_sealed_credentials() == []  # used once, never stored

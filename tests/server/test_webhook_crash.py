@@ -17,11 +17,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from server.app import build_hub
 from server.settings import Settings
 from storage import db, schema
 from tests.conftest import child_env
 from tests.e2e.tendril_process import free_port
+from tests.support.core import prepared_core
 from tests.support.webhooks import GitHubSigner
 
 pytestmark = pytest.mark.anyio
@@ -32,20 +32,14 @@ SENDERS = 8
 
 
 async def _bootstrap(settings: Settings, signer: GitHubSigner) -> tuple[UUID, UUID]:
-    hub = build_hub(settings.model_copy(update={"webhook_allow_insecure_urls": True}))
-    try:
-        await db.upgrade(hub.store.engine)
-        owner = await hub.create_owner("crash-owner")
-        await hub.create_agent(owner.id, name="worker", allowed_connectors=["github"])
-        connection = await hub.store.create_connection(
-            owner.id, connector_slug="github", label="gh", config={}
-        )
-        endpoint, _ = await hub.webhooks.setup(
+    async with prepared_core(settings.model_copy(update={"webhook_allow_insecure_urls": True})) as core:
+        owner = await core.identity.create_owner("crash-owner")
+        await core.identity.create_agent(owner.id, name="worker", allowed_connectors=["github"])
+        connection, _ = await core.connections.start(owner.id, core.catalog["github"], label="gh")
+        endpoint, _ = await core.webhooks.setup(
             owner.id, connection.id, provider="github", secrets=signer.secrets
         )
         return owner.id, endpoint.id
-    finally:
-        await hub.store.engine.dispose()
 
 
 class Server:

@@ -66,10 +66,9 @@ async def connected(
     owner = await tendril.new_owner()
     api = tendril.raw()
     api.headers["X-Api-Key"] = owner.api_key
-    connection = await tendril.hub.store.create_connection(
-        UUID(owner.id), connector_slug=slug, label=slug, config={}
-    )
-    await tendril.hub.submit_credentials(UUID(owner.id), str(connection.id), credentials)
+    connections = tendril.core.connections
+    connection, _ = await connections.start(UUID(owner.id), tendril.core.catalog[slug], label=slug)
+    await connections.submit_credentials(UUID(owner.id), connection.id, credentials)
     async with tendril.raw() as http:
         made = await http.post(
             "/api/v1/agents",

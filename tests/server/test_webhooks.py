@@ -9,11 +9,12 @@ from uuid import UUID
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from server.settings import Settings
+from server.settings import ConnectorSettings, Settings
 from tests.conftest import TELEGRAM_TOKEN, Fakes, Tendril, running_tendril
 from tests.fakes.loopback import run_asgi_on_loopback
 from tests.support.rest import assert_error
@@ -37,11 +38,14 @@ def google_certs_url() -> Iterator[str]:
 
 @pytest.fixture
 async def hub_app(settings: Settings, google_certs_url: str) -> AsyncIterator[Tendril]:
+    # Gmail connections take OAuth; its client is never used here (push only needs the connection).
+    gmail = ConnectorSettings(client_id="gmail-client", client_secret=SecretStr("gmail-secret"))
     configured = settings.model_copy(
         update={
             "webhook_base_url": BASE,
             "webhook_max_body_bytes": LIMIT,
             "google_certs_url": google_certs_url,
+            "connectors": {**settings.connectors, "gmail": gmail},
         }
     )
     async with running_tendril(configured) as tendril:
@@ -76,11 +80,10 @@ async def hook_up(tendril: Tendril, signer: Signer, fakes: Fakes) -> Hooked:
     api = tendril.raw()
     api.headers["X-Api-Key"] = owner.api_key
     slug = CONNECTOR_OF.get(signer.provider, signer.provider)
-    connection = await tendril.hub.store.create_connection(
-        owner_id, connector_slug=slug, label=slug, config={}
-    )
+    connections = tendril.core.connections
+    connection, _ = await connections.start(owner_id, tendril.core.catalog[slug], label=slug)
     if signer.provider == "telegram":
-        await tendril.hub.submit_credentials(owner_id, str(connection.id), {"bot_token": TELEGRAM_TOKEN})
+        await connections.submit_credentials(owner_id, connection.id, {"bot_token": TELEGRAM_TOKEN})
     made = await api.post("/api/v1/agents", json={"name": "listener", "allowedConnectors": [signer.provider]})
     assert made.status_code == 201, made.text
     body = {"provider": signer.provider, "secrets": signer.secrets}
@@ -173,9 +176,7 @@ async def test_setup_refuses_internal_urls_unknown_providers_and_missing_secrets
     owner = await tendril.new_owner()
     async with tendril.raw() as api:
         api.headers["X-Api-Key"] = owner.api_key
-        connection, _ = await tendril.hub.start_connection(
-            UUID(owner.id), tendril.hub.connector("github"), None
-        )
+        connection, _ = await tendril.core.connections.start(UUID(owner.id), tendril.core.catalog["github"])
         path = f"/api/v1/connections/{connection.id}/webhooks"
         local = await api.post(path, json={"provider": "github", "secrets": {"secret": "x"}})
         assert_error(local, 400, "BAD_REQUEST", "TENDRIL_WEBHOOK_BASE_URL")
@@ -213,14 +214,14 @@ async def test_secrets_are_sealed_and_never_shown(hub_app: Tendril, fakes: Fakes
     async with hooked:
         listed = (await hooked.api.get("/api/v1/webhook-endpoints")).text
         assert "github-hook-Canary-77e1" not in listed
-    [endpoint] = await hub_app.hub.webhooks.hooks.list_endpoints(hooked.owner_id)
+    [endpoint] = await hub_app.core.webhooks.list(hooked.owner_id)
     assert "github-hook-Canary-77e1" not in endpoint.sealed_secrets
 
 
 async def test_the_receiver_refuses_other_methods_shapes_and_streams_and_hides_failures(
     hub_app: Tendril, fakes: Fakes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The receiver is plain ASGI in front of the router (server/web/webhook_ingress): its edges."""
+    """The receiver is plain ASGI in front of the router (server/web/ingress.py): its edges."""
     from tests.support.webhooks import GitHubSigner
 
     hooked = await hook_up(hub_app, GitHubSigner(), fakes)
@@ -244,7 +245,7 @@ async def test_the_receiver_refuses_other_methods_shapes_and_streams_and_hides_f
         async def broken(*_args: object) -> None:
             raise RuntimeError("Canary-ingress-5f3 internals")
 
-        monkeypatch.setattr(hub_app.hub.webhooks, "receive", broken)
+        monkeypatch.setattr(hub_app.core.ingest, "receive", broken)
         failed = await hooked.post(good.body, good.headers)
         assert failed.status_code == 500 and "ref=" in failed.text
         assert "Canary-ingress-5f3" not in failed.text

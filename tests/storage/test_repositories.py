@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
 
 import pytest
 import sqlalchemy as sa
 
 from storage import db, schema
-from storage.repositories import AlreadyExists, ConnectionStatus, Store
+from storage.repositories import AlreadyExists, ConnectionRecord, ConnectionStatus, Store
 
 pytestmark = pytest.mark.anyio
 
@@ -31,17 +33,31 @@ async def test_owner_names_are_unique(store: Store) -> None:
     assert await store.count_owners() == 1
 
 
+LIVE = (ConnectionStatus.PENDING, ConnectionStatus.ACTIVE, ConnectionStatus.NEEDS_REAUTH)
+
+
+async def activate(
+    store: Store, owner_id: UUID, connection_id: UUID, **values: Any
+) -> ConnectionRecord | None:
+    return await store.move_connection(
+        connection_id, owner_id=owner_id, to=ConnectionStatus.ACTIVE, allowed_from=LIVE, **values
+    )
+
+
+async def revoke(store: Store, owner_id: UUID, connection_id: UUID) -> ConnectionRecord | None:
+    return await store.move_connection(
+        connection_id, owner_id=owner_id, to=ConnectionStatus.REVOKED, allowed_from=LIVE, credentials=None
+    )
+
+
 async def test_connections_are_scoped_to_their_owner(store: Store) -> None:
     alice, bob = await store.create_owner("alice"), await store.create_owner("bob")
     connection = await store.create_connection(alice.id, connector_slug="slack", label="Slack", config={})
     assert await store.get_connection(alice.id, connection.id) == connection
     assert await store.get_connection(bob.id, connection.id) is None
     assert await store.list_connections(bob.id) == []
-    assert (
-        await store.activate_connection(bob.id, connection.id, sealed_credentials="v1:x:y", account={})
-        is None
-    )
-    assert await store.revoke_connection(bob.id, connection.id) is None
+    assert await activate(store, bob.id, connection.id, credentials="v1:x:y") is None
+    assert await revoke(store, bob.id, connection.id) is None
     assert (await store.get_connection(alice.id, connection.id)) == connection
 
 
@@ -56,9 +72,7 @@ async def test_connections_list_newest_first_and_filter(store: Store) -> None:
     second = await store.create_connection(owner.id, connector_slug="telegram", label="B", config={"x": 1})
     assert [c.id for c in await store.list_connections(owner.id)] == [second.id, first.id]
     assert [c.id for c in await store.list_connections(owner.id, connector_slugs=["slack"])] == [first.id]
-    activated = await store.activate_connection(
-        owner.id, first.id, sealed_credentials="v1:k:abc", account={"team": "Acme"}
-    )
+    activated = await activate(store, owner.id, first.id, credentials="v1:k:abc", account={"team": "Acme"})
     assert activated is not None and activated.status == ConnectionStatus.ACTIVE
     assert activated.created_at.tzinfo is not None and activated.updated_at > activated.created_at
     assert [c.id for c in await store.list_connections(owner.id, status="active")] == [first.id]
@@ -67,14 +81,24 @@ async def test_connections_list_newest_first_and_filter(store: Store) -> None:
 async def test_revoked_connection_loses_its_credential_and_disappears(store: Store) -> None:
     owner = await store.create_owner("o")
     record = await store.create_connection(owner.id, connector_slug="slack", label="S", config={})
-    await store.activate_connection(owner.id, record.id, sealed_credentials="v1:k:abc", account={})
-    revoked = await store.revoke_connection(owner.id, record.id)
+    await activate(store, owner.id, record.id, credentials="v1:k:abc")
+    revoked = await revoke(store, owner.id, record.id)
     assert revoked is not None
     assert revoked.status == "revoked" and revoked.deleted_at is not None
     assert revoked.sealed_credentials is None
     assert await store.get_connection(owner.id, record.id) is None
     assert await store.list_connections(owner.id) == []
     assert await store.all_sealed_credentials() == []
+
+
+async def test_a_status_move_from_a_status_it_does_not_allow_changes_nothing(store: Store) -> None:
+    owner = await store.create_owner("o")
+    record = await store.create_connection(owner.id, connector_slug="slack", label="S", config={})
+    needs_reauth = await store.move_connection(
+        record.id, owner_id=owner.id, to=ConnectionStatus.NEEDS_REAUTH, allowed_from=[ConnectionStatus.ACTIVE]
+    )
+    assert needs_reauth is None  # pending is not active: the compare-and-set refused
+    assert (await store.get_connection(owner.id, record.id)) == record
 
 
 async def test_api_keys_are_found_by_digest_until_revoked(store: Store) -> None:

@@ -1,0 +1,225 @@
+"""Who is asking: owners, their API keys (with permissions), their agents, and browser sessions.
+
+Keys are random, shown once and stored as digests (auth.api_keys). A browser session is opened by
+signing in with an owner key; only the SHA-256 digest of its cookie token is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
+from auth import api_keys
+from connectors import Catalog
+from server.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from storage.flows import FlowStore, WebSession
+from storage.repositories import AgentRecord, AlreadyExists, ApiKeyRecord, Owner, Store
+
+SESSION_TTL = timedelta(hours=12)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+_MAX_SESSION_TOKEN = 200
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerPrincipal:
+    """Whoever presented an owner API key."""
+
+    owner_id: UUID
+    key_id: UUID
+    permissions: tuple[str, ...]
+
+    def require(self, permission: api_keys.Permission) -> None:
+        if not api_keys.grants(self.permissions, permission):
+            raise Forbidden(f"this API key lacks the '{permission}' permission")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPrincipal:
+    """An agent at work (over MCP): whose it is and which connectors it may use."""
+
+    agent_id: UUID
+    owner_id: UUID
+    allowed_connectors: frozenset[str]
+
+    @classmethod
+    def of(cls, agent: AgentRecord) -> AgentPrincipal:
+        return cls(agent.id, agent.owner_id, frozenset(agent.allowed_connectors))
+
+    def allows(self, slug: str) -> bool:
+        return slug in self.allowed_connectors
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    record: ApiKeyRecord
+    plaintext: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedAgent:
+    record: AgentRecord
+    plaintext_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedSession:
+    token: str  # goes into the cookie; only its digest is stored
+    session: WebSession
+
+
+def check_name(name: str, what: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise Invalid(f"{what} must be 1-100 characters of letters, digits, spaces, '.', '_' or '-'")
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Identity:
+    def __init__(self, store: Store, flows: FlowStore, catalog: Catalog) -> None:
+        self._store = store
+        self._flows = flows
+        self._catalog = catalog
+
+    # -- owners -----------------------------------------------------------------------------------
+    async def create_owner(self, name: str) -> Owner:
+        check_name(name, "owner name")
+        try:
+            return await self._store.create_owner(name)
+        except AlreadyExists as exc:
+            raise Conflict(str(exc)) from None
+
+    async def owner_named(self, name: str) -> Owner:
+        owner = await self._store.owner_by_name(name)
+        if owner is None:
+            raise NotFound(f"no owner named {name!r}")
+        return owner
+
+    async def has_owners(self) -> bool:
+        return await self._store.count_owners() > 0
+
+    # -- API keys ---------------------------------------------------------------------------------
+    async def create_api_key(
+        self, owner_id: UUID, *, name: str, permissions: Sequence[str] | None = None
+    ) -> CreatedKey:
+        check_name(name, "key name")
+        if permissions is not None and not permissions:
+            raise Invalid(
+                "permissions must name at least one of " + ", ".join(api_keys.PERMISSIONS),
+                field="permissions",
+            )
+        chosen = list(dict.fromkeys(permissions or api_keys.DEFAULT_PERMISSIONS))
+        unknown = [p for p in chosen if p not in api_keys.PERMISSIONS]
+        if unknown:
+            raise Invalid(
+                f"unknown permission(s) {unknown}; choose from {list(api_keys.PERMISSIONS)}",
+                field="permissions",
+            )
+        key = api_keys.new_key()
+        record = await self._store.create_api_key(
+            owner_id, name=name, key_hash=key.digest, key_prefix=key.display_prefix, permissions=chosen
+        )
+        return CreatedKey(record, key.plaintext)
+
+    async def list_api_keys(self, owner_id: UUID) -> list[ApiKeyRecord]:
+        return await self._store.list_api_keys(owner_id)
+
+    async def revoke_api_key(self, owner_id: UUID, key_id: UUID) -> None:
+        if not await self._store.revoke_api_key(owner_id, key_id):
+            raise NotFound("API key not found")
+
+    async def authenticate_owner(self, presented: str | None) -> OwnerPrincipal:
+        if not presented:
+            raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'")
+        record = await self._store.api_key_by_hash(api_keys.digest(presented))
+        if record is None:
+            raise Unauthenticated("invalid or revoked API key")
+        return OwnerPrincipal(record.owner_id, record.id, record.permissions)
+
+    # -- agents -----------------------------------------------------------------------------------
+    def check_allowed_connectors(self, slugs: Sequence[str]) -> list[str]:
+        # Webhook-only providers (twilio, whatsapp) may be allowed too: their events become jobs.
+        unknown = [s for s in slugs if not self._catalog.knows(s)]
+        if unknown:
+            raise Invalid(f"unknown connector slug(s): {', '.join(unknown)}", field="allowedConnectors")
+        return list(dict.fromkeys(slugs))
+
+    async def create_agent(
+        self, owner_id: UUID, *, name: str, allowed_connectors: Sequence[str]
+    ) -> CreatedAgent:
+        check_name(name, "agent name")
+        allowed = self.check_allowed_connectors(allowed_connectors)
+        key = api_keys.new_key(api_keys.AGENT_KEY_PREFIX)
+        try:
+            record = await self._store.create_agent(
+                owner_id,
+                name=name,
+                allowed_connectors=allowed,
+                key_hash=key.digest,
+                key_prefix=key.display_prefix,
+            )
+        except AlreadyExists as exc:
+            raise Conflict(str(exc)) from None
+        return CreatedAgent(record, key.plaintext)
+
+    async def list_agents(self, owner_id: UUID) -> list[AgentRecord]:
+        return await self._store.list_agents(owner_id)
+
+    async def agent(self, owner_id: UUID, agent_id: UUID) -> AgentRecord:
+        record = await self._store.get_agent(owner_id, agent_id)
+        if record is None:
+            raise NotFound("agent not found")
+        return record
+
+    async def update_agent(
+        self,
+        owner_id: UUID,
+        agent_id: UUID,
+        *,
+        name: str | None = None,
+        allowed_connectors: Sequence[str] | None = None,
+    ) -> AgentRecord:
+        await self.agent(owner_id, agent_id)
+        if name is not None:
+            check_name(name, "agent name")
+        allowed = (
+            self.check_allowed_connectors(allowed_connectors) if allowed_connectors is not None else None
+        )
+        try:
+            updated = await self._store.update_agent(
+                owner_id, agent_id, name=name, allowed_connectors=allowed
+            )
+        except AlreadyExists as exc:
+            raise Conflict(str(exc)) from None
+        if updated is None:
+            raise NotFound("agent not found")
+        return updated
+
+    async def delete_agent(self, owner_id: UUID, agent_id: UUID) -> None:
+        if not await self._store.delete_agent(owner_id, agent_id):
+            raise NotFound("agent not found")
+
+    async def authenticate_agent(self, presented: str) -> AgentRecord | None:
+        return await self._store.agent_by_key_hash(api_keys.digest(presented))
+
+    # -- browser sessions -------------------------------------------------------------------------
+    async def open_session(self, owner_id: UUID) -> OpenedSession:
+        token = secrets.token_urlsafe(32)
+        session = await self._flows.create_session(
+            owner_id, token_hash=_digest(token), csrf_token=secrets.token_urlsafe(24), ttl=SESSION_TTL
+        )
+        return OpenedSession(token, session)
+
+    async def session(self, token: str | None) -> WebSession | None:
+        if not token or len(token) > _MAX_SESSION_TOKEN:
+            return None
+        return await self._flows.session_by_token_hash(_digest(token))
+
+    async def close_session(self, token: str) -> None:
+        await self._flows.revoke_session(_digest(token))

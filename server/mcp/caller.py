@@ -1,0 +1,79 @@
+"""Who is calling over MCP: an agent, by its key.
+
+Over HTTP the agent presents its key as a Bearer token, which the SDK's auth middleware hands to
+`AgentKeyVerifier`; the agent's facts ride in the access token's claims. Over stdio the process
+was started for one agent (`TENDRIL_AGENT_KEY`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID
+
+import mcp_types as types
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
+
+from server.core.identity import AgentPrincipal, Identity
+
+Caller = AgentPrincipal
+CallerResolver = Callable[[ServerRequestContext[Any]], Awaitable[Caller]]
+
+
+class AgentKeyVerifier:
+    """Turns an agent key into the SDK's AccessToken; the agent's facts ride in its claims."""
+
+    def __init__(self, identity: Identity) -> None:
+        self._identity = identity
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        agent = await self._identity.authenticate_agent(token)
+        if agent is None:
+            return None
+        return AccessToken(
+            token="",  # never keep the key itself around
+            client_id=str(agent.id),
+            scopes=[],
+            subject=str(agent.owner_id),
+            claims={"allowed_connectors": list(agent.allowed_connectors)},
+        )
+
+
+def caller_from_token(token: AccessToken) -> Caller:
+    allowed = (token.claims or {}).get("allowed_connectors", [])
+    return Caller(UUID(token.client_id), UUID(str(token.subject)), frozenset(allowed))
+
+
+def _http_user(ctx: ServerRequestContext[Any]) -> AuthenticatedUser | None:
+    request = ctx.request
+    user = getattr(request, "scope", {}).get("user") if request is not None else None
+    return user if isinstance(user, AuthenticatedUser) else None
+
+
+async def caller_from_http(ctx: ServerRequestContext[Any]) -> Caller:
+    user = _http_user(ctx)
+    if user is None:
+        # The transport's auth middleware runs first, so this means a wiring mistake.
+        raise MCPError(types.INVALID_REQUEST, "unauthenticated request")
+    return caller_from_token(user.access_token)
+
+
+def fixed_agent_resolver(identity: Identity, agent_key: str) -> CallerResolver:
+    """For stdio: the process speaks for one agent; its record is re-read per request."""
+
+    async def resolve(_ctx: ServerRequestContext[Any]) -> Caller:
+        agent = await identity.authenticate_agent(agent_key)
+        if agent is None:
+            raise MCPError(types.INVALID_REQUEST, "TENDRIL_AGENT_KEY is not a valid agent key")
+        return Caller.of(agent)
+
+    return resolve
+
+
+def request_state_principal(ctx: ServerRequestContext[Any]) -> str | None:
+    """Binds a sealed requestState to the agent that was given it (None over stdio: one agent)."""
+    user = _http_user(ctx)
+    return f"agent:{user.access_token.client_id}" if user is not None else None

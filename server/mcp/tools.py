@@ -1,0 +1,131 @@
+"""tools/list and tools/call: each agent sees its allowed connectors' actions as tools, plus the
+connect-flow and job tools it can use, and calls them on its owner's connections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
+
+from connectors import Action, Catalog, Connector
+from connectors.errors import InvalidInput, NotConnected
+from server.core.connections import Connections
+from server.mcp import definitions, errors
+from server.mcp.caller import Caller, CallerResolver
+from server.mcp.connect_flow import WAIT_TOOL, WAIT_TOOL_DEFINITION, ConnectFlow, not_connected_result
+from server.mcp.job_tools import JobTools
+from storage.repositories import ConnectionRecord
+
+CONNECTION_ARGUMENT = "connection"
+
+
+def action_tool(connector: Connector, action: Action, active: list[ConnectionRecord]) -> types.Tool:
+    """The tool for an action; with several active connections, a `connection` argument picks one."""
+    input_schema = dict(definitions.schema(action.input_model))
+    if len(active) > 1:
+        labels = [record.label for record in active]
+        input_schema["properties"] = {
+            **input_schema.get("properties", {}),
+            CONNECTION_ARGUMENT: {
+                "type": "string",
+                "enum": labels,
+                "description": f"Which {connector.spec.name} connection to use; defaults to '{labels[0]}'.",
+            },
+        }
+    return definitions.tool(
+        action.tool_name,
+        f"{connector.spec.name}: {action.title}",
+        action.description,
+        input_schema=input_schema,
+        output=definitions.output_schema(action.output_model),
+        hints=action.hints,
+    )
+
+
+class ToolHandlers:
+    def __init__(
+        self,
+        catalog: Catalog,
+        connections: Connections,
+        connect_flow: ConnectFlow,
+        jobs: JobTools,
+        resolve_caller: CallerResolver,
+    ) -> None:
+        self._catalog = catalog
+        self._connections = connections
+        self._connect = connect_flow
+        self._jobs = jobs
+        self._resolve_caller = resolve_caller
+
+    def _visible_connectors(self, caller: Caller) -> list[Connector]:
+        return [c for slug, c in self._catalog.items() if caller.allows(slug)]
+
+    async def list_tools(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        caller = await self._resolve_caller(ctx)
+        connectors = self._visible_connectors(caller)
+        active = await self._connections.active_by_connector(caller.owner_id, [c.slug for c in connectors])
+        tools = [
+            action_tool(connector, action, active.get(connector.slug, []))
+            for connector in connectors
+            for action in connector.actions.values()
+        ]
+        if connectors:
+            tools.append(WAIT_TOOL_DEFINITION)
+        tools += self._jobs.definitions(caller)
+        return types.ListToolsResult(tools=tools)
+
+    async def call_tool(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        caller = await self._resolve_caller(ctx)
+        if params.name == WAIT_TOOL and self._visible_connectors(caller):
+            return await self._connect.wait_tool(caller, params.arguments or {})
+        if self._jobs.offers(caller, params.name):
+            return await self._jobs.call(caller, params.name, dict(params.arguments or {}))
+        action = self._catalog.find_tool(params.name)
+        if action is None or not caller.allows(action.connector_slug):
+            # Identical for a tool that does not exist and one this agent may not use.
+            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
+        arguments = dict(params.arguments or {})
+        label = arguments.pop(CONNECTION_ARGUMENT, None)
+        resuming = self._connect.resumed_connection_id(ctx, params)
+        connection: ConnectionRecord | None = None
+        try:
+            if resuming is not None:
+                resumed = await self._connect.resume(caller, action, resuming, params)
+                if isinstance(resumed, types.CallToolResult):
+                    return resumed
+                connection = resumed
+            if connection is None:
+                connection = await self._pick_connection(caller, action, label)
+            result = await self._connections.run(connection, action, arguments)
+        except NotConnected as needed:
+            if connection is None or resuming is not None:
+                return not_connected_result(needed)  # a retry never asks twice
+            return self._connect.ask(ctx, caller, connection, needed)
+        except Exception as exc:
+            return errors.tool_failure(exc, params.name)
+        return errors.tool_success(result.model_dump(mode="json"))
+
+    async def _pick_connection(self, caller: Caller, action: Action, label: Any) -> ConnectionRecord:
+        """The connection to run on; when none is active, the (new or reused) pending one."""
+        slug = action.connector_slug
+        active = (await self._connections.active_by_connector(caller.owner_id, [slug])).get(slug, [])
+        if label is not None:
+            match = [record for record in active if record.label == label]
+            if not match:
+                choices = ", ".join(repr(r.label) for r in active) or "none"
+                raise InvalidInput(
+                    f"no active connection labelled {label!r}; choose one of: {choices}",
+                    field=CONNECTION_ARGUMENT,
+                )
+            return match[0]
+        if active:
+            return active[0]
+        # Nothing connected yet: prepare a pending connection for the user to complete.
+        pending, _ = await self._connections.start(caller.owner_id, self._catalog[slug])
+        return pending

@@ -1,0 +1,82 @@
+"""The REST API: every route, its permission and its models, in one table."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Route
+
+from server.web.api import actions, agents, catalog, connections, files, webhooks
+from server.web.errors import HttpProblem, response_for
+
+
+def api_routes() -> list[BaseRoute]:
+    return [
+        Route("/api/v1/connectors", catalog.list_connectors, methods=["GET"]),
+        Route("/api/v1/connections", connections.create_connection, methods=["POST"]),
+        Route("/api/v1/connections", connections.list_connections, methods=["GET"]),
+        Route("/api/v1/connections/{id}", connections.get_connection, methods=["GET"]),
+        Route("/api/v1/connections/{id}", connections.delete_connection, methods=["DELETE"]),
+        Route("/api/v1/connections/{id}", connections.update_connection, methods=["PATCH"]),
+        Route("/api/v1/connectors/{connector}/actions/{action}", actions.alloy_action, methods=["POST"]),
+        Route("/api/v1/connections/{id}/credentials", connections.submit_credentials, methods=["POST"]),
+        Route("/api/v1/connections/{id}/oauth", connections.oauth_status, methods=["GET"]),
+        Route("/api/v1/connections/{id}/oauth", connections.oauth_restart, methods=["POST"]),
+        Route(
+            "/api/v1/connections/{id}/actions/{action}", connections.run_connection_action, methods=["POST"]
+        ),
+        Route("/api/v1/connect/{connector}", actions.connect_once, methods=["POST"]),
+        Route("/api/v1/agents", agents.create_agent, methods=["POST"]),
+        Route("/api/v1/agents", agents.list_agents, methods=["GET"]),
+        Route("/api/v1/agents/{id}", agents.get_agent, methods=["GET"]),
+        Route("/api/v1/agents/{id}", agents.update_agent, methods=["PATCH"]),
+        Route("/api/v1/agents/{id}", agents.delete_agent, methods=["DELETE"]),
+        Route("/api/v1/keys", agents.create_key, methods=["POST"]),
+        Route("/api/v1/keys", agents.list_keys, methods=["GET"]),
+        Route("/api/v1/keys/{id}", agents.revoke_key, methods=["DELETE"]),
+        Route("/api/v1/connections/{connection_id}/webhooks", webhooks.set_up_webhook, methods=["POST"]),
+        Route("/api/v1/webhook-endpoints", webhooks.list_webhook_endpoints, methods=["GET"]),
+        Route(
+            "/api/v1/webhook-endpoints/{endpoint_id}", webhooks.delete_webhook_endpoint, methods=["DELETE"]
+        ),
+        Route("/api/v1/jobs", webhooks.list_jobs, methods=["GET"]),
+        Route("/api/v1/jobs/{job_id}/retry", webhooks.retry_job, methods=["POST"]),
+        Route("/api/v1/agents/{agent_id}/delivery", webhooks.set_agent_delivery, methods=["PUT"]),
+        Route("/api/v1/agents/{agent_id}/delivery", webhooks.clear_agent_delivery, methods=["DELETE"]),
+        Route("/connectors", files.list_file_connectors, methods=["GET"]),
+        Route("/connectors", files.create_file_connector, methods=["POST"]),
+        Route("/connectors/{ref}", files.get_file_connector, methods=["GET"]),
+        Route("/connectors/{ref}", files.upload_content, methods=["POST"]),
+        Route("/connectors/{ref}", files.delete_file_connector, methods=["DELETE"]),
+        Route("/connectors/{ref}/content", files.get_content, methods=["GET"]),
+    ]
+
+
+async def api_not_found(request: Request) -> Response:
+    """JSON for unknown API paths, and 405 with Allow when only the method is wrong."""
+    allowed = sorted(
+        method
+        for route in request.app.router.routes
+        if isinstance(route, Route)
+        and route.endpoint is not api_not_found
+        and route.methods
+        and route.matches(request.scope)[0] is Match.PARTIAL
+        for method in route.methods
+    )
+    where = f"{request.method} {request.url.path}"
+    if allowed:
+        problem = HttpProblem(
+            405,
+            f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}",
+            headers={"Allow": ", ".join(allowed)},
+        )
+        return response_for(problem, where)
+    return response_for(HttpProblem(404, f"no API route {where}"), where)
+
+
+def fallback_routes() -> list[BaseRoute]:
+    """After every real route: the API's own 404 and 405 under its prefixes."""
+    return [
+        Route(prefix, api_not_found, methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"])
+        for prefix in ("/api/{path:path}", "/connectors/{ref}/{path:path}")
+    ]

@@ -1,0 +1,164 @@
+"""/api/v1/agents and /api/v1/keys: the owner's agents (each with its own MCP key and allowed
+connectors) and API keys (with permissions). A new key is shown once, in the answer that made it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import Field, RootModel
+
+from server.web.api.endpoint import Answer, ApiRequest, ApiResponse, Call, api
+from storage.repositories import AgentRecord, ApiKeyRecord
+
+_AGENT_NAME = "agent name must be 1-100 characters of letters, digits, spaces, '.', '_' or '-'"
+_KEY_NAME = "key name must be 1-100 characters of letters, digits, spaces, '.', '_' or '-'"
+_ALLOWED = "allowedConnectors must be a list of connector slugs"
+
+
+class AgentOut(ApiResponse):
+    id: str = Field(description="The agent's id.")
+    name: str = Field(description="Its name (unique per owner).")
+    allowed_connectors: list[str] = Field(description="The connectors whose tools and jobs it gets.")
+    key_prefix: str = Field(description="The start of its key, to recognise it.")
+    created_at: datetime = Field(description="When it was made.")
+    updated_at: datetime = Field(description="When it last changed.")
+
+    @classmethod
+    def of(cls, record: AgentRecord) -> AgentOut:
+        return cls(
+            id=str(record.id),
+            name=record.name,
+            allowed_connectors=list(record.allowed_connectors),
+            key_prefix=record.key_prefix,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+
+class AgentList(RootModel[list[AgentOut]]):
+    pass
+
+
+class CreatedAgent(ApiResponse):
+    agent: AgentOut = Field(description="The new agent.")
+    api_key: str = Field(description="Its MCP key, shown only this once.")
+
+
+class Deleted(ApiResponse):
+    deleted: bool = Field(description="Always true.")
+
+
+class NewAgent(ApiRequest):
+    name: str = Field(description="A name, unique among the owner's agents.")
+    allowed_connectors: list[str] = Field(default_factory=list, description="Connector slugs it may use.")
+    field_messages: ClassVar[dict[str, str]] = {"name": _AGENT_NAME, "allowedConnectors": _ALLOWED}
+
+
+class AgentChanges(ApiRequest, extra="forbid"):
+    name: str | None = Field(None, description="A new name.")
+    allowed_connectors: list[str] | None = Field(None, description="The new list of connector slugs.")
+    field_messages: ClassVar[dict[str, str]] = NewAgent.field_messages
+    takes: ClassVar[str] = "PATCH takes name and allowedConnectors"
+
+
+class ApiKeyOut(ApiResponse):
+    id: str = Field(description="The key's id.")
+    name: str = Field(description="Its name.")
+    prefix: str = Field(description="The start of the key, to recognise it.")
+    permissions: list[str] = Field(description="read, write, execute and/or admin.")
+    created_at: datetime = Field(description="When it was made.")
+    last_used_at: datetime | None = Field(description="When it was last presented.")
+    revoked_at: datetime | None = Field(description="When it was revoked.")
+
+    @classmethod
+    def of(cls, record: ApiKeyRecord) -> ApiKeyOut:
+        return cls(
+            id=str(record.id),
+            name=record.name,
+            prefix=record.key_prefix,
+            permissions=list(record.permissions),
+            created_at=record.created_at,
+            last_used_at=record.last_used_at,
+            revoked_at=record.revoked_at,
+        )
+
+
+class ApiKeyList(RootModel[list[ApiKeyOut]]):
+    pass
+
+
+class CreatedApiKey(ApiResponse):
+    key: ApiKeyOut = Field(description="The new key's record.")
+    api_key: str = Field(description="The key itself, shown only this once.")
+
+
+class Revoked(ApiResponse):
+    revoked: bool = Field(description="Always true.")
+
+
+class NewApiKey(ApiRequest):
+    name: str = Field("api key", description="A name for it.")
+    permissions: list[str] | None = Field(
+        None, description="read, write, execute, admin; default all but admin."
+    )
+    field_messages: ClassVar[dict[str, str]] = {
+        "name": _KEY_NAME,
+        "permissions": "permissions must be a list of strings",
+    }
+
+
+# -- agents --------------------------------------------------------------------------------------
+@api("write", body=NewAgent, response=CreatedAgent)
+async def create_agent(call: Call) -> Answer[CreatedAgent]:
+    body: NewAgent = call.body
+    created = await call.core.identity.create_agent(
+        call.owner_id, name=body.name, allowed_connectors=body.allowed_connectors
+    )
+    return Answer(CreatedAgent(agent=AgentOut.of(created.record), api_key=created.plaintext_key), 201)
+
+
+@api("read", response=AgentList)
+async def list_agents(call: Call) -> AgentList:
+    return AgentList([AgentOut.of(r) for r in await call.core.identity.list_agents(call.owner_id)])
+
+
+@api("read", response=AgentOut, ids={"id": "agent id"})
+async def get_agent(call: Call) -> AgentOut:
+    return AgentOut.of(await call.core.identity.agent(call.owner_id, call.ids["id"]))
+
+
+@api("write", body=AgentChanges, response=AgentOut, ids={"id": "agent id"})
+async def update_agent(call: Call) -> AgentOut:
+    body: AgentChanges = call.body
+    updated = await call.core.identity.update_agent(
+        call.owner_id, call.ids["id"], name=body.name, allowed_connectors=body.allowed_connectors
+    )
+    return AgentOut.of(updated)
+
+
+@api("write", response=Deleted, ids={"id": "agent id"})
+async def delete_agent(call: Call) -> Deleted:
+    await call.core.identity.delete_agent(call.owner_id, call.ids["id"])
+    return Deleted(deleted=True)
+
+
+# -- API keys ------------------------------------------------------------------------------------
+@api("admin", body=NewApiKey, response=CreatedApiKey)
+async def create_key(call: Call) -> Answer[CreatedApiKey]:
+    body: NewApiKey = call.body
+    created = await call.core.identity.create_api_key(
+        call.owner_id, name=body.name, permissions=body.permissions
+    )
+    return Answer(CreatedApiKey(key=ApiKeyOut.of(created.record), api_key=created.plaintext), 201)
+
+
+@api("admin", response=ApiKeyList)
+async def list_keys(call: Call) -> ApiKeyList:
+    return ApiKeyList([ApiKeyOut.of(r) for r in await call.core.identity.list_api_keys(call.owner_id)])
+
+
+@api("admin", response=Revoked, ids={"id": "key id"})
+async def revoke_key(call: Call) -> Revoked:
+    await call.core.identity.revoke_api_key(call.owner_id, call.ids["id"])
+    return Revoked(revoked=True)

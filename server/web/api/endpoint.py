@@ -1,0 +1,237 @@
+"""What every REST route shares: the API key and its permission, path ids, the body and query
+string parsed into the route's pydantic models, and the answer rendered from its response model.
+
+A route declares all of it (`@api("write", body=..., query=..., response=..., ids=...)`), so the
+declaration is also what describes the route (permission, models, statuses) to whoever reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from auth.api_keys import Permission
+from server.core import Core
+from server.core.errors import Invalid
+from server.core.identity import OwnerPrincipal
+from server.web.errors import HttpProblem, response_for
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class RequestModel(BaseModel):
+    """A request body or query string. A value of the wrong shape is a 400 naming the field; a
+    model may say what to answer for a field (`field_messages`) in the words its users know."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=False)
+    field_messages: ClassVar[dict[str, str]] = {}
+    # Set with extra="forbid": what the route takes, said after the unknown fields' names.
+    takes: ClassVar[str] = ""
+
+
+class ApiRequest(RequestModel):
+    """A body of Tendril's own API: camelCase on the wire."""
+
+    model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=False)
+
+
+class ApiResponse(BaseModel):
+    """An answer of Tendril's own API: camelCase on the wire."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer(Generic[M]):
+    """A response model with a status other than 200, or extra headers."""
+
+    body: M
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def invalid_request(model: type[BaseModel], exc: ValidationError) -> Invalid:
+    problems = exc.errors()
+    unknown = [str(p["loc"][0]) for p in problems if p["type"] == "extra_forbidden" and len(p["loc"]) == 1]
+    if unknown:
+        return Invalid(f"unknown field(s): {', '.join(unknown)}; {getattr(model, 'takes', '')}")
+    first = problems[0]
+    where = ".".join(str(part) for part in first["loc"])
+    top = str(first["loc"][0]) if first["loc"] else ""
+    messages: dict[str, str] = getattr(model, "field_messages", {})
+    if top in messages:
+        return Invalid(messages[top], field=where)
+    if first["type"] == "missing":
+        return Invalid(f"{where} is required", field=where)
+    return Invalid(f"invalid '{where}': {first['msg']}", field=where)
+
+
+def parse(model: type[BaseModel], data: Mapping[str, Any]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_request(model, exc) from None
+
+
+def presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key", "").strip() or None
+
+
+def uuid_of(value: str, what: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise Invalid(f"malformed {what}: expected a UUID") from None
+
+
+def core_of(request: Request) -> Core:
+    return request.app.state.core
+
+
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused (413) as soon as it is known to be larger than `limit`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and not declared.isdecimal():
+        raise HttpProblem(400, "Content-Length must be a number of bytes")
+    if declared is not None and int(declared) > limit:
+        raise HttpProblem(413, f"request body is larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HttpProblem(413, f"request body is larger than {limit} bytes")
+    return bytes(body)
+
+
+async def json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The request body as a JSON object, refused early when too large or malformed."""
+    body = await bounded_body(request, limit)
+    if not body.strip():
+        return {}
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type not in ("application/json", "") and not content_type.endswith("+json"):
+        raise HttpProblem(415, "send the request body as application/json")
+    try:
+        parsed = json.loads(body, parse_constant=_not_json)
+        # A lone UTF-16 surrogate ("\ud800") parses but can be neither stored nor echoed back.
+        json.dumps(parsed, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise Invalid("request body contains an unpaired UTF-16 surrogate escape") from None
+    except json.JSONDecodeError as exc:
+        raise Invalid(
+            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        # Undecodable bytes, NaN/Infinity, integers too long to convert, absurd nesting.
+        raise Invalid(f"request body is not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(parsed, dict):
+        raise Invalid("request body must be a JSON object")
+    return parsed
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")  # Python's json accepts NaN and Infinity; JSON does not
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One authenticated API request, as a route handler sees it."""
+
+    request: Request
+    core: Core
+    principal: OwnerPrincipal
+    ids: dict[str, UUID]
+    body: Any
+    query: Any
+
+    @property
+    def owner_id(self) -> UUID:
+        return self.principal.owner_id
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSpec:
+    """What a route declares: the permission it needs and the models it reads and answers."""
+
+    permission: Permission
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: type[BaseModel] | None
+    ids: dict[str, str]
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+async def guarded(request: Request, work: Callable[[], Awaitable[Response]]) -> Response:
+    """Run a route body, turning every failure into the API's error shape."""
+    try:
+        return await work()
+    except Exception as exc:
+        return response_for(exc, f"{request.method} {request.url.path}")
+
+
+def render(result: Any) -> Response:
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, Answer):
+        answer: Answer[Any] = result
+        return JSONResponse(
+            answer.body.model_dump(mode="json"), status_code=answer.status, headers=answer.headers
+        )
+    if isinstance(result, BaseModel):
+        return JSONResponse(result.model_dump(mode="json"))
+    raise TypeError(f"a route answered {type(result).__name__}, not a response model")
+
+
+def api(
+    permission: Permission,
+    *,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    ids: dict[str, str] | None = None,
+) -> Callable[[Handler], Endpoint]:
+    """An owner-authenticated route needing `permission`; `ids` names its UUID path parameters
+    (`{"id": "connection id"}`), checked before the body is read."""
+    spec = ApiSpec(permission, body, query, response, dict(ids or {}))
+
+    def wrap(handler: Handler) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            async def work() -> Response:
+                core = core_of(request)
+                principal = await core.identity.authenticate_owner(presented_key(request))
+                principal.require(permission)
+                parsed_ids = {
+                    name: uuid_of(request.path_params[name], what) for name, what in spec.ids.items()
+                }
+                parsed_query = parse(query, dict(request.query_params)) if query is not None else None
+                parsed_body = (
+                    parse(body, await json_object(request, core.settings.max_body_bytes))
+                    if body is not None
+                    else None
+                )
+                call = Call(request, core, principal, parsed_ids, parsed_body, parsed_query)
+                return render(await handler(call))
+
+            return await guarded(request, work)
+
+        endpoint.__name__ = handler.__name__
+        endpoint.__doc__ = handler.__doc__
+        endpoint.api = spec  # type: ignore[attr-defined]
+        return endpoint
+
+    return wrap

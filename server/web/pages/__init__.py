@@ -1,0 +1,28 @@
+"""The pages people open in a browser: sign-in, the dashboard, connect, the OAuth start and
+callback, and the connector-events admin view. Server-rendered Jinja2 templates, a few lines of
+script, no build step. Every page that touches a connection requires a signed-in owner."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Route
+
+from server.core.links import CONNECT_PAGE_PATH, OAUTH_CALLBACK_PATH, OAUTH_START_PATH
+from server.web.pages import admin, connect, dashboard, signin
+
+
+def page_routes() -> list[BaseRoute]:
+    return [
+        Route("/signin", signin.signin, methods=["GET", "POST"]),
+        Route("/signout", signin.signout, methods=["POST"]),
+        Route("/dashboard", dashboard.dashboard, methods=["GET"]),
+        Route("/dashboard/connections.json", dashboard.dashboard_connections, methods=["GET"]),
+        Route("/dashboard/connections", dashboard.dashboard_add, methods=["POST"]),
+        Route("/dashboard/connections/{id}/revoke", dashboard.dashboard_revoke, methods=["POST"]),
+        Route(CONNECT_PAGE_PATH, connect.connect_page, methods=["GET"]),
+        Route(CONNECT_PAGE_PATH, connect.connect_submit, methods=["POST"]),
+        Route(OAUTH_START_PATH, connect.oauth_start, methods=["GET"]),
+        Route(OAUTH_CALLBACK_PATH, connect.oauth_callback, methods=["GET"]),
+        Route(admin.PATH, admin.connector_events, methods=["GET"]),
+        Route(admin.PATH + "/jobs/{job_id}/retry", admin.retry_dead_letter, methods=["POST"]),
+        Route(admin.PATH + "/endpoints/{endpoint_id}/delete", admin.delete_endpoint, methods=["POST"]),
+    ]

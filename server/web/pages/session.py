@@ -1,0 +1,98 @@
+"""Who is at the browser: a signed-in owner's session cookie and its CSRF token.
+
+URLs handed to a person are never pre-authenticated (MCP spec): pages ask the owner to sign in with
+an API key, then carry a random session token in an HttpOnly, SameSite=Lax cookie (the core keeps
+only its digest). Every state-changing form carries the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from server.core.errors import DomainError, Forbidden
+from server.core.identity import SESSION_TTL, OpenedSession
+from server.web.api.endpoint import core_of, guarded
+from server.web.errors import HttpProblem, status_of
+from server.web.pages.render import message
+from storage.flows import WebSession
+
+COOKIE = "tendril_session"
+
+SessionPage = Callable[[Request, WebSession], Awaitable[Response]]
+
+
+async def current_session(request: Request) -> WebSession | None:
+    return await core_of(request).identity.session(request.cookies.get(COOKIE))
+
+
+def set_session_cookie(request: Request, opened: OpenedSession, response: Response) -> None:
+    response.set_cookie(
+        COOKIE,
+        opened.token,
+        max_age=int(SESSION_TTL.total_seconds()),
+        httponly=True,
+        samesite="lax",  # sent on the provider's top-level redirect back to the callback
+        secure=core_of(request).settings.public_url.startswith("https://"),
+        path="/",
+    )
+
+
+async def end_session(request: Request, response: Response) -> None:
+    token = request.cookies.get(COOKIE)
+    if token:
+        await core_of(request).identity.close_session(token)
+    response.delete_cookie(COOKIE, path="/")
+
+
+def sign_in_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/signin?next={quote(target, safe='')}", status_code=303)
+
+
+def safe_next(value: str | None) -> str:
+    """Only local paths: a sign-in form must not become an open redirect."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/dashboard"
+    return value if not urlsplit(value).netloc else "/dashboard"
+
+
+def check_csrf(request: Request, session: WebSession, submitted: str | None) -> None:
+    if submitted is None or not hmac.compare_digest(submitted, session.csrf_token):
+        raise Forbidden("this form has expired; reload the page and try again")
+    origin = request.headers.get("origin")
+    public = urlsplit(core_of(request).settings.public_url)
+    if origin and origin not in (
+        f"{public.scheme}://{public.netloc}",
+        f"{request.url.scheme}://{request.url.netloc}",
+    ):
+        raise Forbidden("cross-site form submission refused")
+
+
+def refusal_page(request: Request, error: DomainError | HttpProblem) -> Response:
+    status = error.status if isinstance(error, HttpProblem) else status_of(error)
+    return message(request, "Something went wrong", error.message, status)
+
+
+def signed_in(handler: SessionPage) -> Callable[[Request], Awaitable[Response]]:
+    """A page for a signed-in owner; others are sent to sign in and brought back. A refusal is
+    shown as a page; anything unexpected is the API's 500 with a reference."""
+
+    async def route(request: Request) -> Response:
+        async def work() -> Response:
+            session = await current_session(request)
+            if session is None:
+                return sign_in_redirect(request)
+            try:
+                return await handler(request, session)
+            except (DomainError, HttpProblem) as error:
+                return refusal_page(request, error)
+
+        return await guarded(request, work)
+
+    route.__name__ = handler.__name__
+    return route
