@@ -27,7 +27,8 @@ from server.core.files import FileService
 from server.core.identity import Identity
 from server.core.jobs import Jobs
 from server.core.links import MCP_PATH, Links
-from server.core.oauth import OAuthClients, OAuthFlow
+from server.core.oauth import OAuthFlow
+from server.core.oauth_clients import OAuthClients
 from server.core.push import JobPusher, PushSettings
 from server.core.waiters import ConnectionWaiters
 from server.core.webhooks.endpoints import WebhookEndpoints

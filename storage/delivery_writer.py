@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -33,9 +33,7 @@ from sqlalchemy.dialects import sqlite
 from storage import schema
 from storage.db import configure_sqlite_connection
 from storage.schema import JobStatus, time_ordered_id
-
-if TYPE_CHECKING:
-    from storage.jobs import NewDelivery
+from storage.webhook_records import NewDelivery
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -28,48 +27,9 @@ from storage.db import sqlite_file
 from storage.delivery_writer import SqliteDeliveryWriter
 from storage.repositories import utcnow
 from storage.schema import JobStatus, time_ordered_id
+from storage.webhook_records import EndpointRecord, JobRecord, NewDelivery
 
 endpoints_t, deliveries_t, jobs_t = schema.webhook_endpoints, schema.webhook_deliveries, schema.jobs
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointRecord:
-    id: UUID
-    owner_id: UUID
-    connection_id: UUID | None
-    provider: str
-    sealed_secrets: str
-    agent_ids: list[str] | None
-    status: str
-    delivery_count: int
-    duplicate_count: int
-    rejected_count: int
-    last_delivery_at: datetime | None
-    last_error: str | None
-    last_error_at: datetime | None
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    id: UUID
-    owner_id: UUID
-    agent_id: UUID
-    delivery_id: UUID
-    provider: str
-    event_key: str
-    payload: Any
-    status: str
-    attempts: int
-    max_attempts: int
-    run_after: datetime
-    lease_until: datetime | None
-    claimed_by: str | None
-    last_error: str | None
-    result: Any
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
 
 
 def _endpoint(row: Any) -> EndpointRecord:
@@ -252,17 +212,6 @@ class WebhookStore:
                     )
                 )
         return new
-
-
-@dataclass(frozen=True, slots=True)
-class NewDelivery:
-    endpoint: EndpointRecord
-    event_id: str
-    event_key: str
-    payload: Any
-    agent_ids: tuple[UUID, ...]
-    max_attempts: int
-    payload_json: str | None = None  # the payload's JSON text when the provider sent exactly that
 
 
 def _insert_ignoring_duplicates(conn: AsyncConnection, table: sa.Table, keys: list[str]) -> Any:

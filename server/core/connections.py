@@ -27,7 +27,7 @@ from connectors import Action, ActionRunner, Catalog, Connector, HookRef, HookRe
 from connectors.errors import ConnectorError, InvalidCredentials, NotConnected, RateLimited, UpstreamError
 from server.core.errors import Invalid, NotFound, Upstream
 from server.core.links import Links
-from server.core.oauth import OAuthClients
+from server.core.oauth_clients import OAuthClients
 from server.core.waiters import ConnectionWaiters
 from storage.repositories import ConnectionRecord, ConnectionStatus, Store
 

@@ -1,5 +1,5 @@
-"""OAuth connections: which connectors have a client configured, and the authorization-code
-handshake (start, complete, fail) that ends in an active connection.
+"""OAuth connections: the authorization-code handshake (start, complete, fail) that ends in an
+active connection.
 
 The browser side (who is signed in) is the edge's concern; this module gets the signed-in owner's
 id and trusts nothing else from the request.
@@ -11,23 +11,20 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from uuid import UUID
 
 from auth.credentials import CredentialVault
-from auth.oauth import OAuthClient, OAuthProvider, new_code_verifier, new_state
 from auth.oauth import OAuthFailure as ProviderRefused
-from auth.redaction import secrets_to_redact
+from auth.oauth import new_code_verifier, new_state
 from auth.tokens import register_token_secrets
 from connectors import Catalog, Connector
+from server.core.connections import Connections
 from server.core.errors import Invalid
 from server.core.links import Links
-from server.settings import Settings
+from server.core.oauth_clients import OAuthClients
 from storage.flows import FlowStore
 from storage.repositories import ConnectionRecord
-
-if TYPE_CHECKING:
-    from server.core.connections import Connections
 
 logger = logging.getLogger(__name__)
 
@@ -63,40 +60,6 @@ class Completed:
 
 def state_digest(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
-
-
-class OAuthClients:
-    """Each connector's OAuth client, when its spec has an OAuth side and the operator set one up."""
-
-    def __init__(self, settings: Settings, links: Links) -> None:
-        self._settings = settings
-        self._links = links
-
-    def provider(self, connector: Connector) -> OAuthProvider | None:
-        spec = connector.spec.oauth
-        overrides = self._settings.connector(connector.slug)
-        if spec is None or not overrides.client_id or overrides.client_secret is None:
-            return None
-        secrets_to_redact.register(overrides.client_secret.get_secret_value())
-        return OAuthProvider(
-            name=connector.spec.name,
-            client_id=overrides.client_id,
-            client_secret=overrides.client_secret.get_secret_value(),
-            authorize_url=overrides.authorize_url or spec.authorize_url,
-            token_url=overrides.token_url or spec.token_url,
-            revoke_url=overrides.revoke_url or spec.revoke_url,
-            scopes=spec.scopes,
-            scope_separator=spec.scope_separator,
-            client_auth=spec.client_auth,
-            pkce=spec.pkce,
-            authorize_params=dict(spec.authorize_params),
-            account_picker_params=dict(spec.account_picker_params),
-            token_body=spec.token_body,
-        )
-
-    def client(self, connector: Connector) -> OAuthClient | None:
-        provider = self.provider(connector)
-        return OAuthClient(provider, self._links.oauth_callback) if provider else None
 
 
 class OAuthFlow:
