@@ -264,3 +264,43 @@ async def test_uploads_can_live_in_a_bucket_shared_by_replicas(settings: Setting
     assert any(
         path.startswith("tendril-test/replicas/") for path in gcs.filesystem().find("tendril-test/replicas")
     )
+
+
+ODD_NUMBERS = ["%C2%B2", "%C2%B9", "%D9%A3", "-1", "1.5", "0x10", str(2**63), str(2**64), "9" * 40]
+
+
+async def test_read_positions_that_are_not_whole_64_bit_numbers_are_a_400_naming_them(
+    api: httpx.AsyncClient, gcs: GcsEmulator
+) -> None:
+    """Superscript or Arabic-Indic digits pass str.isdigit() but not int(); 2^63 does not fit an offset."""
+    gcs.filesystem().pipe("tendril-test/odd/report.csv", b"a,b\n1,2\n")
+    local = (await create_local(api))["id"]
+    assert (await upload(api, local, CSV)).status_code == 200
+    bucket = await api.post(
+        "/connectors", json={"name": "Odd", "type": "gcs", "config": {"gcs_url": "gs://tendril-test/odd"}}
+    )
+    reads = {local: "", bucket.json()["id"]: "&path=report.csv"}
+    for ref, path in reads.items():
+        for name in ("offset", "limit", "bytes_start", "bytes_end"):
+            for value in ODD_NUMBERS:
+                response = await api.get(f"/connectors/{ref}/content?{name}={value}{path}")
+                assert_error(response, 400, "BAD_REQUEST", f"'{name}'")
+
+
+async def test_read_positions_past_the_end_of_a_file_read_nothing(
+    api: httpx.AsyncClient, gcs: GcsEmulator
+) -> None:
+    gcs.filesystem().pipe("tendril-test/far/report.csv", b"a,b\n1,2\n")
+    local = (await create_local(api))["id"]
+    assert (await upload(api, local, CSV)).status_code == 200
+    bucket = await api.post(
+        "/connectors", json={"name": "Far", "type": "gcs", "config": {"gcs_url": "gs://tendril-test/far"}}
+    )
+    far = 2**63 - 1
+    for ref, path in ((local, ""), (bucket.json()["id"], "&path=report.csv")):
+        lines = await api.get(f"/connectors/{ref}/content?offset={far}&limit={far}{path}")
+        assert lines.status_code == 200, lines.text
+        assert lines.json()["content"] == ""
+        tail = await api.get(f"/connectors/{ref}/content?bytes_start={far}{path}")
+        assert tail.status_code == 200, tail.text
+        assert tail.json()["content"] == "" and tail.json()["chunk_info"]["bytes_start"] == far

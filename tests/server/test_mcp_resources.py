@@ -208,3 +208,23 @@ async def test_a_listening_2026_client_hears_about_a_reupload(
         assert getattr(event, "uri", None) == uri
         text = (await mcp.read_resource(uri)).contents[0]
         assert isinstance(text, types.TextResourceContents) and text.text == "v2\n"
+
+
+async def test_odd_read_positions_are_invalid_params_and_far_ones_read_nothing(
+    live_tendril: LiveTendril, owner: Owner, gcs: GcsEmulator
+) -> None:
+    gcs.filesystem().pipe("tendril-test/odd-mcp/report.csv", b"a,b\n1,2\n")
+    data = await owner.file("Numbers", CSV, filename="numbers.csv", file_type="csv")
+    lake = await owner.bucket("gs://tendril-test/odd-mcp")
+    key = await owner.agent("odd-reader", ["local_file", "gcs"])
+    uris = [f"tendril://files/{data['connection_id']}", f"tendril://gcs/{lake['connection_id']}/report.csv"]
+    async with mcp_client(live_tendril.url, key) as mcp:
+        for uri in uris:
+            for value in ("%C2%B2", "%C2%B9", "-1", str(2**63)):
+                with pytest.raises(MCPError) as refused:
+                    await mcp.read_resource(f"{uri}?offset={value}")
+                assert refused.value.error.code == types.INVALID_PARAMS
+                assert "offset must be a whole number" in refused.value.error.message
+            far = await mcp.read_resource(f"{uri}?offset={2**63 - 1}&limit=5")
+            [contents] = far.contents
+            assert isinstance(contents, types.TextResourceContents) and contents.text == ""

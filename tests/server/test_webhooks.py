@@ -24,6 +24,8 @@ pytestmark = pytest.mark.anyio
 
 BASE = "https://hooks.tendril.test"
 LIMIT = 64 * 1024
+# Providers that sign the raw JSON body, so a signed body can be any JSON at all.
+NESTABLE = ("github", "stripe", "linear", "discord", "whatsapp", "slack")
 CONNECTOR_OF = {"twilio": "http", "whatsapp": "http"}  # webhook-only providers hang off any connection
 
 
@@ -275,3 +277,21 @@ async def test_deleting_a_telegram_endpoint_deletes_the_bots_webhook_only_while_
                 assert TELEGRAM_TOKEN not in fakes.telegram.webhooks
             delivery = hooked.signer.deliver("3001")
             assert (await hooked.post(delivery.body, delivery.headers)).status_code == 404
+
+
+NESTED_DEPTH = 10_000  # far past any payload a provider sends; Python's JSON parser recurses per level
+
+
+@pytest.mark.parametrize("signer", [s for s in signers() if s.provider in NESTABLE], ids=lambda s: s.provider)
+async def test_a_signed_body_nested_too_deeply_is_refused_with_a_400_and_nothing_logged_as_a_failure(
+    hub_app: Tendril, fakes: Fakes, signer: Signer, caplog: pytest.LogCaptureFixture
+) -> None:
+    hooked = await hook_up(hub_app, signer, fakes)
+    async with hooked:
+        deep = signer.sign_body(b'{"a":' * NESTED_DEPTH + b"1" + b"}" * NESTED_DEPTH)
+        assert len(deep.body) < LIMIT  # refused for its shape, not its size
+        refused = await hooked.post(deep.body, deep.headers)
+        assert refused.status_code == 400, refused.text
+        assert "nested too deeply" in refused.json()["error"]
+        assert await hooked.jobs() == []
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -45,6 +45,10 @@ class Signer:
         """A correctly signed body that is not the JSON/form the provider sends."""
         raise NotImplementedError
 
+    def sign_body(self, body: bytes) -> Delivery:
+        """Any body, correctly signed (for providers that sign the raw JSON body)."""
+        raise NotImplementedError
+
 
 def _hmac_hex(secret: str, message: bytes, digest: Any = hashlib.sha256) -> str:
     return hmac.new(secret.encode(), message, digest).hexdigest()
@@ -77,6 +81,9 @@ class SlackSigner(Signer):
     def malformed(self) -> Delivery:
         return self._signed(b'{"type": "event_callback", ', 0, False)
 
+    def sign_body(self, body: bytes) -> Delivery:
+        return self._signed(body, 0, False)
+
 
 DISCORD_KEY = ed25519.Ed25519PrivateKey.generate()
 
@@ -105,6 +112,9 @@ class DiscordSigner(Signer):
     def malformed(self) -> Delivery:
         return self._signed(b"not json", 0, False)
 
+    def sign_body(self, body: bytes) -> Delivery:
+        return self._signed(body, 0, False)
+
 
 @dataclass
 class GitHubSigner(Signer):
@@ -129,6 +139,9 @@ class GitHubSigner(Signer):
     def malformed(self) -> Delivery:
         return self._signed(b"[1, 2", "bad-1", False)
 
+    def sign_body(self, body: bytes) -> Delivery:
+        return self._signed(body, "nested-1", False)
+
 
 @dataclass
 class StripeSigner(Signer):
@@ -148,6 +161,9 @@ class StripeSigner(Signer):
 
     def malformed(self) -> Delivery:
         return self._signed(b"{nope", 0, False)
+
+    def sign_body(self, body: bytes) -> Delivery:
+        return self._signed(body, 0, False)
 
 
 @dataclass
@@ -171,6 +187,9 @@ class LinearSigner(Signer):
 
     def malformed(self) -> Delivery:
         return self._signed(b"nope", "bad-1", False)
+
+    def sign_body(self, body: bytes) -> Delivery:
+        return self._signed(body, "nested-1", False)
 
 
 @dataclass
@@ -243,6 +262,9 @@ class WhatsAppSigner(Signer):
 
     def malformed(self) -> Delivery:
         return self._signed(b"{]", False)
+
+    def sign_body(self, body: bytes) -> Delivery:
+        return self._signed(body, False)
 
 
 GOOGLE_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
