@@ -115,7 +115,7 @@ class TendrilClient:
     async def connect_once(
         self, connector: str, action: str, *, token: str, params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """The one-shot call of the Levqor guide: the token is used once and never stored."""
+        """A one-shot call with the credential in the request: the token is used once and never stored."""
         return await self.request(
             "POST",
             f"/api/v1/connect/{connector}",

@@ -33,7 +33,7 @@ FILE_TYPES = ("csv", "json", "text", "binary")
 _TYPE_MIME = {"csv": "text/csv", "json": "application/json", "text": "text/plain"}
 _CONNECTOR_ID = re.compile(r"^conn_[A-Za-z0-9]+$")
 MAX_READ_BYTES = 16 << 20  # one answer; bigger reads go in chunks
-GCS_UPLOAD_REFUSED = " ".join(  # the seed's words, though no FUSE mount is involved here
+GCS_UPLOAD_REFUSED = " ".join(  # the files API's words, though no FUSE mount is involved here
     (
         "Content upload not supported for GCS connectors.",
         "Files are accessed directly via the mounted file system.",

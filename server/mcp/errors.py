@@ -15,30 +15,20 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
 from connectors.errors import ConnectorError, RateLimited
-from server.core.errors import (
-    Conflict,
-    DomainError,
-    Forbidden,
-    Invalid,
-    NotFound,
-    TooLarge,
-    Unauthenticated,
-    Unavailable,
-    Upstream,
-)
+from server.core import errors as domain
 from server.logs import log_unexpected
 
 RESOURCE_NOT_FOUND = -32002  # the spec's code for resources/read of an unknown URI
 
-_CODES: dict[type[DomainError], str] = {
-    Invalid: "invalid_input",
-    Unauthenticated: "unauthenticated",
-    Forbidden: "forbidden",
-    NotFound: "not_found",
-    Conflict: "conflict",
-    TooLarge: "too_large",
-    Unavailable: "unavailable",
-    Upstream: "upstream_error",
+_CODES: dict[type[domain.DomainError], str] = {
+    domain.Invalid: "invalid_input",
+    domain.Unauthenticated: "unauthenticated",
+    domain.Forbidden: "forbidden",
+    domain.NotFound: "not_found",
+    domain.Conflict: "conflict",
+    domain.TooLarge: "too_large",
+    domain.Unavailable: "unavailable",
+    domain.Upstream: "upstream_error",
 }
 
 
@@ -65,9 +55,9 @@ def tool_failure(error: BaseException, tool: str) -> types.CallToolResult:
         if isinstance(error, RateLimited):
             message += f" (retry in {error.retry_after:g}s)"
         return tool_error(message, error.facts())
-    if isinstance(error, DomainError):
+    if isinstance(error, domain.DomainError):
         facts: dict[str, Any] = {"code": _code(error), "message": error.message}
-        if isinstance(error, Invalid) and error.field:
+        if isinstance(error, domain.Invalid) and error.field:
             facts["field"] = error.field
         return tool_error(error.message, facts)
     reference = log_unexpected(error, f"tool {tool}")
@@ -77,11 +67,11 @@ def tool_failure(error: BaseException, tool: str) -> types.CallToolResult:
     )
 
 
-def protocol_error(error: DomainError | ConnectorError) -> MCPError:
+def protocol_error(error: domain.DomainError | ConnectorError) -> MCPError:
     """A refusal while reading a resource: not found is the spec's -32002, the rest invalid params."""
-    code = RESOURCE_NOT_FOUND if isinstance(error, NotFound) else types.INVALID_PARAMS
+    code = RESOURCE_NOT_FOUND if isinstance(error, domain.NotFound) else types.INVALID_PARAMS
     return MCPError(code, error.message)
 
 
-def _code(error: DomainError) -> str:
+def _code(error: domain.DomainError) -> str:
     return next((code for kind, code in _CODES.items() if isinstance(error, kind)), "error")

@@ -14,17 +14,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
 from connectors import errors as provider
-from server.core.errors import (
-    Conflict,
-    DomainError,
-    Forbidden,
-    Invalid,
-    NotFound,
-    TooLarge,
-    Unauthenticated,
-    Unavailable,
-    Upstream,
-)
+from server.core import errors as domain
 from server.logs import log_unexpected
 
 logger = logging.getLogger(__name__)
@@ -45,15 +35,15 @@ CODES = {
     504: "UPSTREAM_TIMEOUT",
 }
 
-_DOMAIN_STATUS: dict[type[DomainError], int] = {
-    Invalid: 400,
-    Unauthenticated: 401,
-    Forbidden: 403,
-    NotFound: 404,
-    Conflict: 409,
-    TooLarge: 413,
-    Upstream: 502,
-    Unavailable: 503,
+_DOMAIN_STATUS: dict[type[domain.DomainError], int] = {
+    domain.Invalid: 400,
+    domain.Unauthenticated: 401,
+    domain.Forbidden: 403,
+    domain.NotFound: 404,
+    domain.Conflict: 409,
+    domain.TooLarge: 413,
+    domain.Upstream: 502,
+    domain.Unavailable: 503,
 }
 # Provider failures: their own code (NOT_CONNECTED, RATE_LIMITED, ...) under these statuses.
 _PROVIDER_STATUS: dict[type[provider.ConnectorError], int] = {
@@ -91,8 +81,8 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def status_of(error: DomainError | provider.ConnectorError) -> int:
-    table: dict[Any, int] = _DOMAIN_STATUS if isinstance(error, DomainError) else _PROVIDER_STATUS
+def status_of(error: domain.DomainError | provider.ConnectorError) -> int:
+    table: dict[Any, int] = _DOMAIN_STATUS if isinstance(error, domain.DomainError) else _PROVIDER_STATUS
     return next(status for kind, status in table.items() if isinstance(error, kind))
 
 
@@ -109,7 +99,7 @@ def response_for(error: BaseException, where: str) -> JSONResponse:
     """Whatever a route raised, as the answer the client gets."""
     if isinstance(error, HttpProblem):
         return error_response(error.status, error.message, headers=error.headers)
-    if isinstance(error, DomainError):
+    if isinstance(error, domain.DomainError):
         return error_response(status_of(error), error.message)
     if isinstance(error, provider.ConnectorError):
         status, code, headers, facts = provider_error_parts(error)

@@ -3,7 +3,7 @@
 - `POST /api/v1/connectors/{connector}/actions/{action}` `{credentialId, parameters}`, answered
   `{data, has_more, next_cursor}` with errors as `{"error": {code, message}}` (Alloy's shape);
 - `POST /api/v1/connect/{connector}` `{action, token | credentials, params}`: a one-shot call with
-  a credential used once and never stored (the Levqor guide's shape).
+  a credential used once and never stored (the shape one-shot connector guides use).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from starlette.responses import JSONResponse, Response
 
 from connectors.errors import ConnectorError, InvalidInput
 from server.core.errors import DomainError, Invalid, NotFound
-from server.web.api.endpoint import ApiRequest, ApiResponse, Call, RequestModel, api, uuid_of
+from server.web.api.endpoint import ApiRequest, ApiResponse, Call, RequestModel, api
 from server.web.errors import provider_error_parts
+from server.web.reading import uuid_of
 
 
 class AlloyCall(ApiRequest):

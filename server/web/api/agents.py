@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import Field, RootModel
 
-from server.web.api.endpoint import Answer, ApiRequest, ApiResponse, Call, api
+from server.web.api.endpoint import Answer, ApiRequest, ApiResponse, Call, Deleted, api
 from storage.repositories import AgentRecord, ApiKeyRecord
 
 _AGENT_NAME = "agent name must be 1-100 characters of letters, digits, spaces, '.', '_' or '-'"
@@ -43,10 +43,6 @@ class AgentList(RootModel[list[AgentOut]]):
 class CreatedAgent(ApiResponse):
     agent: AgentOut = Field(description="The new agent.")
     api_key: str = Field(description="Its MCP key, shown only this once.")
-
-
-class Deleted(ApiResponse):
-    deleted: bool = Field(description="Always true.")
 
 
 class NewAgent(ApiRequest):

@@ -11,7 +11,7 @@ from pydantic import Field, JsonValue, RootModel
 
 from server.core import Core
 from server.core.errors import Invalid
-from server.web.api.endpoint import Answer, ApiRequest, ApiResponse, Call, api
+from server.web.api.endpoint import Answer, ApiRequest, ApiResponse, Call, Deleted, api
 from storage.repositories import ConnectionRecord, ConnectionStatus
 
 ConfigValues = dict[str, str | int | None]
@@ -69,10 +69,6 @@ class StartedConnection(ApiResponse):
 
 class SubmittedCredentials(ApiResponse):
     connection: ConnectionOut = Field(description="The connection, active once the credential verified.")
-
-
-class Deleted(ApiResponse):
-    deleted: bool = Field(description="Always true.")
 
 
 class OAuthStatus(ApiResponse):

@@ -9,10 +9,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from server.core.errors import DomainError, NotFound
-from server.web.api.endpoint import core_of, parse, uuid_of
 from server.web.pages.forms import Form, read_form
 from server.web.pages.render import page
 from server.web.pages.session import check_csrf, signed_in
+from server.web.reading import core_of, parse, uuid_of
 from storage.flows import WebSession
 from storage.jobs import JobStatus
 

@@ -11,11 +11,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from server.core.errors import DomainError, NotFound
 from server.core.oauth import OAuthProblem, Problem
-from server.web.api.endpoint import core_of, parse, uuid_of
 from server.web.errors import status_of
 from server.web.pages.forms import Form, read_form
 from server.web.pages.render import message, page
 from server.web.pages.session import check_csrf, signed_in
+from server.web.reading import core_of, parse, uuid_of
 from storage.flows import WebSession
 from storage.repositories import ConnectionRecord, ConnectionStatus
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from server.web.api.endpoint import core_of, uuid_of
 from server.web.pages.forms import Form, read_form
 from server.web.pages.render import page
 from server.web.pages.session import check_csrf, signed_in
+from server.web.reading import core_of, uuid_of
 from storage.flows import WebSession
 
 

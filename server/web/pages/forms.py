@@ -13,7 +13,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from server.core.errors import Invalid
-from server.web.api.endpoint import bounded_body, parse
+from server.web.reading import bounded_body, parse
 
 F = TypeVar("F", bound=BaseModel)
 

@@ -16,9 +16,9 @@ from starlette.responses import RedirectResponse, Response
 
 from server.core.errors import DomainError, Forbidden
 from server.core.identity import SESSION_TTL, OpenedSession
-from server.web.api.endpoint import core_of, guarded
 from server.web.errors import HttpProblem, status_of
 from server.web.pages.render import message
+from server.web.reading import core_of, guarded
 from storage.flows import WebSession
 
 COOKIE = "tendril_session"

@@ -6,11 +6,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from server.core.errors import DomainError, Unauthenticated
-from server.web.api.endpoint import core_of, guarded
 from server.web.errors import HttpProblem
 from server.web.pages.forms import Form, read_form
 from server.web.pages.render import page
 from server.web.pages.session import end_session, refusal_page, safe_next, set_session_cookie
+from server.web.reading import core_of, guarded
 
 
 class SignInForm(Form):
