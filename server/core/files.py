@@ -10,7 +10,7 @@ import base64
 import codecs
 import mimetypes
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -296,15 +296,14 @@ class FileService:
         encoding = (
             None if record.config.get("file_type") == "binary" else record.config.get("encoding", "utf-8")
         )
-        if byte_range is not None:
-            start, end = _span(byte_range, size)
-            _check_read_size(end - start)
-            data = await store.read_range(key, start, end)
-        else:
-            if limit is None and offset in (None, 0):
-                _check_read_size(size)
-            data = await store.read_lines(key, offset or 0, limit)
-            _check_read_size(len(data))
+        data = await _read_window(
+            size,
+            byte_range,
+            offset,
+            limit,
+            lambda start, end: store.read_range(key, start, end),
+            lambda first, count: store.read_lines(key, first, count),
+        )
         return _chunk(data, encoding, str(facts["mime_type"]), size, int(facts["total_lines"]))
 
     def gcs_root(self, record: ConnectionRecord) -> GcsRoot:
@@ -339,15 +338,14 @@ class FileService:
         size = int(info.get("size") or 0)
         mime = _object_mime(path, info)
         encoding = "utf-8"  # bucket objects declare no text encoding: UTF-8 when it decodes, else base64
-        if byte_range is not None:
-            start, end = _span(byte_range, size)
-            _check_read_size(end - start)
-            data = await anyio.to_thread.run_sync(read_range, fs, path, start, end)
-        else:
-            if limit is None and offset in (None, 0):
-                _check_read_size(size)
-            data = await anyio.to_thread.run_sync(read_lines, fs, path, offset or 0, limit)
-            _check_read_size(len(data))
+        data = await _read_window(
+            size,
+            byte_range,
+            offset,
+            limit,
+            lambda start, end: anyio.to_thread.run_sync(read_range, fs, path, start, end),
+            lambda first, count: anyio.to_thread.run_sync(read_lines, fs, path, first, count),
+        )
         return _chunk(data, encoding, mime, size, None)
 
     async def list_gcs(
@@ -388,6 +386,26 @@ def _object_mime(path: str, info: Mapping[str, Any]) -> str:
     if stored and stored != "application/octet-stream":
         return stored
     return mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
+async def _read_window(
+    size: int,
+    byte_range: tuple[int, int | None] | None,
+    offset: int | None,
+    limit: int | None,
+    read_range: Callable[[int, int], Awaitable[bytes]],
+    read_lines: Callable[[int, int | None], Awaitable[bytes]],
+) -> bytes:
+    """The bytes a read asks for (a byte range, or lines), refused when too many for one answer."""
+    if byte_range is not None:
+        start, end = _span(byte_range, size)
+        _check_read_size(end - start)
+        return await read_range(start, end)
+    if limit is None and offset in (None, 0):
+        _check_read_size(size)
+    data = await read_lines(offset or 0, limit)
+    _check_read_size(len(data))
+    return data
 
 
 def _span(byte_range: tuple[int, int | None], size: int) -> tuple[int, int]:

@@ -52,7 +52,7 @@ async def _own_connection(request: Request, session: WebSession) -> ConnectionRe
 
 
 def connected_page(request: Request, name: str, connection_id: UUID) -> HTMLResponse:
-    event = {"connectionId": str(connection_id), "status": "active"}
+    event = {"connectionId": str(connection_id), "status": ConnectionStatus.ACTIVE}
     return page(request, "connected.html", f"{name} is connected", event=event)
 
 
