@@ -9,7 +9,6 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-from uuid import UUID
 
 import anyio
 import uvicorn
@@ -17,12 +16,13 @@ import uvicorn
 from auth.crypto import CryptoError, generate_key
 from server.app import build_app, build_core, build_mcp
 from server.core import Core
-from server.core.errors import DomainError, Invalid, NotFound
+from server.core.errors import DomainError, NotFound
 from server.core.webhooks.endpoints import Registration
 from server.keys import StartupRefused
 from server.logs import configure_logging
 from server.mcp.caller import fixed_agent_resolver
 from server.settings import Settings
+from server.web.reading import uuid_of
 
 logger = logging.getLogger("tendril")
 
@@ -39,13 +39,6 @@ async def _with_core(settings: Settings, work: Callable[[Core], Awaitable[int]])
         return await work(core)
     finally:
         await core.aclose()
-
-
-def _uuid(value: str, what: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise Invalid(f"malformed {what}: expected a UUID") from None
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -154,7 +147,7 @@ def cmd_webhooks_setup(settings: Settings, args: argparse.Namespace) -> int:
         secrets[name] = value if has_value else getpass.getpass(f"{args.provider} {name}: ")
 
     async def work(core: Core) -> int:
-        connection = await core.connections.find_any(_uuid(args.connection, "connection id"))
+        connection = await core.connections.find_any(uuid_of(args.connection, "connection id"))
         if connection is None:
             raise NotFound("connection not found")
         endpoint, setup = await core.webhooks.setup(
@@ -162,7 +155,7 @@ def cmd_webhooks_setup(settings: Settings, args: argparse.Namespace) -> int:
             connection.id,
             provider=args.provider,
             secrets=secrets,
-            agents=[_uuid(a, "agent id") for a in args.agent] if args.agent else None,
+            agents=[uuid_of(a, "agent id") for a in args.agent] if args.agent else None,
             register=Registration(args.repository, tuple(args.event or ())) if args.register else None,
         )
         _say(f"Created {args.provider} webhook endpoint {endpoint.id}.")
@@ -177,7 +170,7 @@ def cmd_webhooks_delete(settings: Settings, args: argparse.Namespace) -> int:
     """Retire an endpoint, removing the hook at the provider where Tendril registered it."""
 
     async def work(core: Core) -> int:
-        found = await core.webhooks.find_any(_uuid(args.endpoint, "endpoint id"))
+        found = await core.webhooks.find_any(uuid_of(args.endpoint, "endpoint id"))
         if found is None:
             raise NotFound("webhook endpoint not found")
         endpoint, removal = await core.webhooks.delete(found.owner_id, found.id)

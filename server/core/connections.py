@@ -77,7 +77,7 @@ class Connections:
         self._oauth = oauth
         self._links = links
         self._tokens = TokenKeeper(store, vault)
-        self.waiters = waiters
+        self._waiters = waiters
 
     # -- connectors ---------------------------------------------------------------------------------
     def connector(self, slug: str | None) -> Connector:
@@ -325,7 +325,7 @@ class Connections:
             )
         activated = await self._move(connection, Status.ACTIVE, **values)
         if activated is not None:
-            await self.waiters.connected(activated.id)
+            await self._waiters.connected(activated.id)
         return activated
 
     async def handshake_ended(self, owner_id: UUID, connection_id: UUID, reason: str) -> None:

@@ -96,13 +96,17 @@ class ContentOut(BaseModel):
     chunk_info: LineChunk | ByteChunk = Field(description="Which part this is.")
 
 
+class GcsConfig(RequestModel):
+    gcs_url: str | None = Field(None, description="gs://bucket/folder: the folder agents may read.")
+
+
 class NewFileConnector(RequestModel):
     name: str | None = Field(None, description="A name for it.")
     type: str | None = Field(None, description="local_file (default) or gcs.")
     filename: str | None = Field(None, description="The file's name (local_file).")
     file_type: str | None = Field(None, description="csv, json, text or binary (local_file).")
     encoding: str | None = Field(None, description="Its text encoding, utf-8 by default (local_file).")
-    config: dict[str, Any] | None = Field(None, description='{"gcs_url": "gs://bucket/folder"} (gcs).')
+    config: GcsConfig | None = Field(None, description='{"gcs_url": "gs://bucket/folder"} (gcs).')
     field_messages: ClassVar[dict[str, str]] = {"name": "name must be a string of at most 200 characters"}
 
 
@@ -128,7 +132,6 @@ async def list_file_connectors(call: Call) -> FileConnectorList:
 @api("write", body=NewFileConnector, response=FileConnectorOut)
 async def create_file_connector(call: Call) -> Answer[FileConnectorOut]:
     body: NewFileConnector = call.body
-    gcs_url = (body.config or {}).get("gcs_url")
     record = await call.core.files.create(
         call.owner_id,
         name=body.name,
@@ -136,7 +139,7 @@ async def create_file_connector(call: Call) -> Answer[FileConnectorOut]:
         filename=body.filename,
         file_type=body.file_type,
         encoding=body.encoding,
-        gcs_url=gcs_url if isinstance(gcs_url, str) or gcs_url is None else str(gcs_url),
+        gcs_url=body.config.gcs_url if body.config else None,
     )
     return Answer(FileConnectorOut.of(record), 201)
 
