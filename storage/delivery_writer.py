@@ -33,7 +33,7 @@ from sqlalchemy.dialects import sqlite
 from storage import schema
 from storage.db import configure_sqlite_connection
 from storage.schema import JobStatus, time_ordered_id
-from storage.webhook_records import NewDelivery
+from storage.webhook_records import NewDelivery, dedupe_key
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _rows(batch: Sequence[NewDelivery], now: datetime) -> _Rows:
         endpoint = item.endpoint
         delivery_key = _uuid(time_ordered_id())
         event_key = item.event_key[:200]
-        rows.deliveries.append((delivery_key, key(endpoint.id), item.event_id[:200], event_key, stamp))
+        rows.deliveries.append((delivery_key, key(endpoint.id), dedupe_key(item.event_id), event_key, stamp))
         owner_key = key(endpoint.owner_id)
         payload = item.payload_json if item.payload_json is not None else _json(item.payload)
         rows.jobs.append(

@@ -27,7 +27,7 @@ from storage.db import sqlite_file
 from storage.delivery_writer import SqliteDeliveryWriter
 from storage.repositories import utcnow
 from storage.schema import JobStatus, time_ordered_id
-from storage.webhook_records import EndpointRecord, JobRecord, NewDelivery
+from storage.webhook_records import EndpointRecord, JobRecord, NewDelivery, dedupe_key
 
 endpoints_t, deliveries_t, jobs_t = schema.webhook_endpoints, schema.webhook_deliveries, schema.jobs
 
@@ -156,7 +156,7 @@ class WebhookStore:
             {
                 "id": time_ordered_id(),
                 "endpoint_id": item.endpoint.id,
-                "event_id": item.event_id[:200],
+                "event_id": dedupe_key(item.event_id),
                 "event_key": item.event_key[:200],
                 "received_at": now,
             }

@@ -3,6 +3,7 @@ the SQLite delivery writer takes (one module both import, so neither imports the
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,3 +59,14 @@ class NewDelivery:
     agent_ids: tuple[UUID, ...]
     max_attempts: int
     payload_json: str | None = None  # the payload's JSON text when the provider sent exactly that
+
+
+EVENT_ID_COLUMN = 200  # webhook_deliveries.event_id's width
+
+
+def dedupe_key(event_id: str) -> str:
+    """What a delivery is deduplicated on: the provider's id itself, or a digest of the whole of it
+    when it is longer than the column (cutting it would make two ids with a common prefix one)."""
+    if len(event_id) <= EVENT_ID_COLUMN:
+        return event_id
+    return "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()

@@ -20,6 +20,9 @@ import asyncpg
 import httpx
 import pytest
 from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from auth.crypto import generate_key
 from clients import TendrilClient
@@ -34,6 +37,7 @@ from tests.support.asgi import Swappable
 from tests.support.core import MovableClock
 from tests.support.gcs import GcsEmulator, gcs_emulator
 from tests.support.postgres import PostgresCluster, throwaway_postgres
+from tests.support.webhooks import GOOGLE_CERTS
 
 # Canary secrets: tests assert these never show up in a response, a log line or a tool result.
 SLACK_TOKEN = "xoxb-1111-2222-CanarySlackSecret9f3k"
@@ -267,6 +271,36 @@ def oauth_settings(settings: Settings, oauth_fakes: OAuthFakes, fakes: Fakes) ->
 async def oauth_tendril(oauth_settings: Settings) -> AsyncIterator[Tendril]:
     async with running_tendril(oauth_settings) as instance:
         yield instance
+
+
+# -- provider webhooks -------------------------------------------------------------------------
+WEBHOOK_BASE = "https://hooks.tendril.test"
+WEBHOOK_LIMIT = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def google_certs_url() -> Iterator[str]:
+    async def certs(_request: object) -> JSONResponse:
+        return JSONResponse(GOOGLE_CERTS)
+
+    with run_asgi_on_loopback(Starlette(routes=[Route("/certs", certs)])) as url:
+        yield f"{url}/certs"
+
+
+@pytest.fixture
+async def hub_app(settings: Settings, google_certs_url: str) -> AsyncIterator[Tendril]:
+    # Gmail connections take OAuth; its client is never used here (push only needs the connection).
+    gmail = ConnectorSettings(client_id="gmail-client", client_secret=SecretStr("gmail-secret"))
+    configured = settings.model_copy(
+        update={
+            "webhook_base_url": WEBHOOK_BASE,
+            "webhook_max_body_bytes": WEBHOOK_LIMIT,
+            "google_certs_url": google_certs_url,
+            "connectors": {**settings.connectors, "gmail": gmail},
+        }
+    )
+    async with running_tendril(configured) as tendril:
+        yield tendril
 
 
 @dataclass

@@ -3,103 +3,21 @@ oversized, malformed and misaddressed deliveries are refused and enqueue nothing
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from uuid import UUID
 
-import httpx
 import pytest
-from pydantic import SecretStr
-from starlette.applications import Starlette
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from server.settings import ConnectorSettings, Settings
+from server.settings import Settings
 from tests.conftest import TELEGRAM_TOKEN, Fakes, Tendril, running_tendril
-from tests.fakes.loopback import run_asgi_on_loopback
+from tests.support.hooks import BASE, LIMIT, hook_up
 from tests.support.rest import assert_error
-from tests.support.webhooks import GOOGLE_CERTS, Signer, signers
+from tests.support.webhooks import Signer, signers
 
 pytestmark = pytest.mark.anyio
 
-BASE = "https://hooks.tendril.test"
-LIMIT = 64 * 1024
 # Providers that sign the raw JSON body, so a signed body can be any JSON at all.
 NESTABLE = ("github", "stripe", "linear", "discord", "whatsapp", "slack")
-CONNECTOR_OF = {"twilio": "http", "whatsapp": "http"}  # webhook-only providers hang off any connection
-
-
-@pytest.fixture(scope="module")
-def google_certs_url() -> Iterator[str]:
-    async def certs(_request: object) -> JSONResponse:
-        return JSONResponse(GOOGLE_CERTS)
-
-    with run_asgi_on_loopback(Starlette(routes=[Route("/certs", certs)])) as url:
-        yield f"{url}/certs"
-
-
-@pytest.fixture
-async def hub_app(settings: Settings, google_certs_url: str) -> AsyncIterator[Tendril]:
-    # Gmail connections take OAuth; its client is never used here (push only needs the connection).
-    gmail = ConnectorSettings(client_id="gmail-client", client_secret=SecretStr("gmail-secret"))
-    configured = settings.model_copy(
-        update={
-            "webhook_base_url": BASE,
-            "webhook_max_body_bytes": LIMIT,
-            "google_certs_url": google_certs_url,
-            "connectors": {**settings.connectors, "gmail": gmail},
-        }
-    )
-    async with running_tendril(configured) as tendril:
-        yield tendril
-
-
-@dataclass
-class Hooked:
-    tendril: Tendril
-    api: httpx.AsyncClient
-    owner_id: UUID
-    agent_id: str
-    signer: Signer
-    path: str
-
-    async def post(self, delivery_body: bytes, headers: dict[str, str], query: str = "") -> httpx.Response:
-        return await self.api.post(self.path + query, content=delivery_body, headers=headers)
-
-    async def __aenter__(self) -> Hooked:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.api.aclose()
-
-    async def jobs(self) -> list[dict[str, object]]:
-        return (await self.api.get("/api/v1/jobs")).json()["jobs"]
-
-
-async def hook_up(tendril: Tendril, signer: Signer, fakes: Fakes) -> Hooked:
-    owner = await tendril.new_owner()
-    owner_id = UUID(owner.id)
-    api = tendril.raw()
-    api.headers["X-Api-Key"] = owner.api_key
-    slug = CONNECTOR_OF.get(signer.provider, signer.provider)
-    connections = tendril.core.connections
-    connection, _ = await connections.start(owner_id, tendril.core.catalog[slug], label=slug)
-    if signer.provider == "telegram":
-        await connections.submit_credentials(owner_id, connection.id, {"bot_token": TELEGRAM_TOKEN})
-    made = await api.post("/api/v1/agents", json={"name": "listener", "allowedConnectors": [signer.provider]})
-    assert made.status_code == 201, made.text
-    body = {"provider": signer.provider, "secrets": signer.secrets}
-    created = await api.post(f"/api/v1/connections/{connection.id}/webhooks", json=body)
-    assert created.status_code == 201, created.text
-    endpoint = created.json()["endpoint"]
-    assert endpoint["url"] == f"{BASE}/api/v1/connectors/webhooks/{signer.provider}/{endpoint['id']}"
-    if signer.provider == "telegram":
-        registered = fakes.telegram.webhooks[TELEGRAM_TOKEN]
-        assert registered["url"] == endpoint["url"] and created.json()["setup"]["registered"] is True
-        signer.secrets = {"secret_token": registered["secret_token"]}
-    signer.url = endpoint["url"]
-    path = f"/api/v1/connectors/webhooks/{signer.provider}/{endpoint['id']}"
-    return Hooked(tendril, api, owner_id, made.json()["agent"]["id"], signer, path)
 
 
 @pytest.mark.parametrize("signer", signers(), ids=lambda s: s.provider)
