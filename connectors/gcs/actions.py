@@ -1,17 +1,16 @@
 """GCS buckets through gcsfs (no FUSE mount): listing and reading objects under one subroot.
 
 A connection names `gs://bucket` or `gs://bucket/sub/root`; every path an agent or a REST caller
-gives is resolved inside that root, and anything that would leave it (`..`, absolute paths,
-percent-encoded traversal, another bucket) is refused before gcsfs sees it.
+gives is an object name inside that root, taken as it is (a `%` in a name is just a character: the
+edges decode their URLs once), and anything that would leave the root (`..` segments, absolute
+paths, another bucket) is refused before gcsfs sees it.
 """
 
 from __future__ import annotations
 
-import posixpath
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 
 from connectors import Connector
 
@@ -52,22 +51,16 @@ class GcsRoot:
         return f"{self.bucket}/{self.subroot}".rstrip("/")
 
     def resolve(self, relative: str) -> str:
-        """The gcsfs path of `relative` inside the root; raises OutsideRoot."""
-        decoded = relative
-        for _ in range(3):  # %252e%252e is ".." after two rounds: decode until it settles
-            decoded, before = unquote(decoded), decoded
-            if decoded == before:
-                break
-        if "\x00" in decoded or "\\" in decoded:
-            raise OutsideRoot("path may not contain NUL or backslashes")
-        if decoded.startswith(("/", "gs://")):
+        """The gcsfs path of the object named `relative` inside the root; raises OutsideRoot."""
+        if "\x00" in relative:
+            raise OutsideRoot("path may not contain NUL")
+        if relative.startswith(("/", "gs://")):
             raise OutsideRoot("path must be relative to the connection's folder")
-        if any(part == ".." for part in decoded.split("/")):
-            raise OutsideRoot("path may not contain '..'")
-        normal = posixpath.normpath(decoded) if decoded else ""
-        if normal in (".", ""):
+        if not relative:
             return self.prefix
-        return f"{self.prefix}/{normal}"
+        if any(part in ("", ".", "..") for part in relative.rstrip("/").split("/")):
+            raise OutsideRoot("path may not contain '..', '.' or empty segments")
+        return f"{self.prefix}/{relative}"
 
     def relative(self, full: str) -> str:
         """Inverse of resolve for a gcsfs path under the root."""

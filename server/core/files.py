@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 from uuid import UUID
 
 import anyio.to_thread
@@ -55,8 +56,9 @@ def file_uri(connection_id: UUID) -> str:
 
 
 def gcs_uri(connection_id: UUID, path: str) -> str:
-    """The MCP resource of an object under a GCS connection's folder."""
-    return f"tendril://gcs/{connection_id}/{path}"
+    """The MCP resource of an object under a GCS connection's folder. Object names are data: one
+    holding `%` or a space is percent-encoded here, and decoded once when read."""
+    return f"tendril://gcs/{connection_id}/{quote(path, safe='/')}"
 
 
 def connector_id(record: ConnectionRecord) -> str:

@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
 import mcp_types as types
@@ -61,7 +61,7 @@ class _Target:
         except ValueError:
             raise _unknown(uri) from None
         self.slug = LOCAL_FILE if parts.netloc == "files" else GCS
-        self.path = path
+        self.path = unquote(path)  # the object's name, as gcs_uri encoded it
         if (self.slug == GCS) != bool(path):
             raise _unknown(uri)
         query = parse_qs(parts.query)
