@@ -32,6 +32,8 @@ class WebSession:
     owner_id: UUID
     csrf_token: str
     expires_at: datetime
+    key_id: UUID  # the API key it was opened with
+    permissions: tuple[str, ...]  # that key's
 
 
 class FlowStore:
@@ -99,15 +101,23 @@ class FlowStore:
 
     # -- browser sessions -----------------------------------------------------------------------
     async def create_session(
-        self, owner_id: UUID, *, token_hash: str, csrf_token: str, ttl: timedelta
+        self,
+        owner_id: UUID,
+        *,
+        key_id: UUID,
+        permissions: tuple[str, ...],
+        token_hash: str,
+        csrf_token: str,
+        ttl: timedelta,
     ) -> WebSession:
         now = self.clock()
-        session = WebSession(uuid.uuid4(), owner_id, csrf_token, now + ttl)
+        session = WebSession(uuid.uuid4(), owner_id, csrf_token, now + ttl, key_id, permissions)
         async with self.engine.begin() as conn:
             await conn.execute(
                 schema.web_sessions.insert().values(
                     id=session.id,
                     owner_id=owner_id,
+                    api_key_id=key_id,
                     token_hash=token_hash,
                     csrf_token=csrf_token,
                     created_at=now,
@@ -117,18 +127,25 @@ class FlowStore:
         return session
 
     async def session_by_token_hash(self, token_hash: str) -> WebSession | None:
-        table = schema.web_sessions
+        """A live session whose key is still valid: revoking the key ends its sessions at once."""
+        sessions, keys = schema.web_sessions, schema.api_keys
+        query = (
+            sa.select(sessions, keys.c.permissions)
+            .join(keys, keys.c.id == sessions.c.api_key_id)
+            .where(
+                sessions.c.token_hash == token_hash,
+                sessions.c.revoked_at.is_(None),
+                sessions.c.expires_at > self.clock(),
+                keys.c.revoked_at.is_(None),
+            )
+        )
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(table).where(
-                        table.c.token_hash == token_hash,
-                        table.c.revoked_at.is_(None),
-                        table.c.expires_at > self.clock(),
-                    )
-                )
-            ).first()
-        return WebSession(row.id, row.owner_id, row.csrf_token, row.expires_at) if row else None
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return WebSession(
+            row.id, row.owner_id, row.csrf_token, row.expires_at, row.api_key_id, tuple(row.permissions)
+        )
 
     async def revoke_session(self, token_hash: str) -> None:
         table = schema.web_sessions

@@ -164,6 +164,19 @@ web_sessions = sa.Table(
     _created(),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Column("revoked_at", UTCDateTime()),
+    # The key the session was opened with: its permissions apply, and revoking it ends the session.
+    sa.Column("api_key_id", sa.Uuid(), sa.ForeignKey("api_keys.id", ondelete="CASCADE")),
+)
+
+# Buckets (or folders of them) the operator lets an owner mount as gcs connections.
+gcs_grants = sa.Table(
+    "gcs_grants",
+    metadata,
+    _id(),
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("url", sa.String(1000), nullable=False),
+    _created(),
+    sa.UniqueConstraint("owner_id", "url"),
 )
 
 webhook_endpoints = sa.Table(

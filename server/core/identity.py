@@ -209,10 +209,16 @@ class Identity:
         return await self._store.agent_by_key_hash(api_keys.digest(presented))
 
     # -- browser sessions -------------------------------------------------------------------------
-    async def open_session(self, owner_id: UUID) -> OpenedSession:
+    async def open_session(self, principal: OwnerPrincipal) -> OpenedSession:
+        """A browser session acting with `principal`'s key: its permissions, and only while it lives."""
         token = secrets.token_urlsafe(32)
         session = await self._flows.create_session(
-            owner_id, token_hash=_digest(token), csrf_token=secrets.token_urlsafe(24), ttl=SESSION_TTL
+            principal.owner_id,
+            key_id=principal.key_id,
+            permissions=principal.permissions,
+            token_hash=_digest(token),
+            csrf_token=secrets.token_urlsafe(24),
+            ttl=SESSION_TTL,
         )
         return OpenedSession(token, session)
 

@@ -17,7 +17,7 @@ from server.logs import install_redaction
 from server.settings import Settings
 from storage import schema
 from tests.conftest import Fakes, OAuthFakes, Owner, Tendril
-from tests.support.browser_http import BrowserLike
+from tests.support.browser_http import BrowserLike, signin_token_of
 from tests.support.core import prepared_core, stored_rows, vault_of
 
 pytestmark = pytest.mark.anyio
@@ -107,7 +107,10 @@ async def test_pages_and_start_require_a_signed_in_owner(oauth_tendril: Tendril)
             response = await browser.get(url)
             assert response.status_code == 303
             assert response.headers["location"].startswith("/signin?next=")
-        refused = await browser.tendril.post("/signin", data={"api_key": "tdl_not-a-key"})
+        form = await browser.tendril.get("/signin")
+        refused = await browser.tendril.post(
+            "/signin", data={"api_key": "tdl_not-a-key", "signin_token": signin_token_of(form.text)}
+        )
         assert refused.status_code == 401 and "not valid" in refused.text
 
 

@@ -97,7 +97,7 @@ async def test_sign_out_ends_the_session_and_next_never_leaves_tendril(tendril: 
     owner = await tendril.new_owner()
     async with BrowserLike(tendril.transport()) as browser:
         for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
-            response = await browser.tendril.post(f"/signin?next={target}", data={"api_key": owner.api_key})
+            response = await browser.sign_in(owner.api_key, next_path=target)
             assert response.headers["location"] == "/dashboard"
         assert (await browser.get("/dashboard")).status_code == 200
         await browser.tendril.post("/signout")

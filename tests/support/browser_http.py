@@ -10,6 +10,12 @@ import httpx
 TENDRIL_ORIGIN = "http://127.0.0.1:8080"
 
 
+def signin_token_of(page: str) -> str:
+    found = re.search(r'name="signin_token" value="([^"]+)"', page)
+    assert found, "no sign-in token on the page"
+    return found.group(1)
+
+
 class BrowserLike:
     """Talks to an in-process Tendril (ASGI transport) and to providers on loopback sockets."""
 
@@ -28,8 +34,13 @@ class BrowserLike:
         await self.tendril.aclose()
         await self.outside.aclose()
 
-    async def sign_in(self, api_key: str) -> httpx.Response:
-        response = await self.tendril.post("/signin", data={"api_key": api_key})
+    async def sign_in(self, api_key: str, *, next_path: str | None = None) -> httpx.Response:
+        """Open the sign-in form (it sets the pre-session cookie) and submit it, as a browser does."""
+        query = f"?next={next_path}" if next_path else ""
+        form = await self.tendril.get(f"/signin{query}")
+        response = await self.tendril.post(
+            f"/signin{query}", data={"api_key": api_key, "signin_token": signin_token_of(form.text)}
+        )
         assert response.status_code == 303, response.text
         return response
 

@@ -23,7 +23,7 @@ class EventsQuery(BaseModel):
     status: str | None = None
 
 
-@signed_in
+@signed_in("read")
 async def connector_events(request: Request, session: WebSession) -> Response:
     core = core_of(request)
     query: EventsQuery = parse(EventsQuery, dict(request.query_params))
@@ -46,7 +46,7 @@ async def connector_events(request: Request, session: WebSession) -> Response:
     )
 
 
-@signed_in
+@signed_in("write")
 async def retry_dead_letter(request: Request, session: WebSession) -> Response:
     core = core_of(request)
     form = await read_form(request, Form, core.settings.max_body_bytes)
@@ -59,7 +59,7 @@ async def retry_dead_letter(request: Request, session: WebSession) -> Response:
     return RedirectResponse(PATH, status_code=303)
 
 
-@signed_in
+@signed_in("write")
 async def delete_endpoint(request: Request, session: WebSession) -> Response:
     """Retire an endpoint (and its hook at the provider, where Tendril made it); says what happened."""
     core = core_of(request)

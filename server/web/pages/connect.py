@@ -77,7 +77,7 @@ def _credential_form(
     )
 
 
-@signed_in
+@signed_in("read")
 async def connect_page(request: Request, session: WebSession) -> Response:
     core = core_of(request)
     record = await _own_connection(request, session)
@@ -96,7 +96,7 @@ async def connect_page(request: Request, session: WebSession) -> Response:
     return _credential_form(request, record, session)
 
 
-@signed_in
+@signed_in("write")
 async def connect_submit(request: Request, session: WebSession) -> Response:
     core = core_of(request)
     record = await _own_connection(request, session)
@@ -112,7 +112,7 @@ async def connect_submit(request: Request, session: WebSession) -> Response:
     return connected_page(request, spec.name, record.id)
 
 
-@signed_in
+@signed_in("write")
 async def oauth_start(request: Request, session: WebSession) -> Response:
     core = core_of(request)
     query: OAuthStartQuery = parse(OAuthStartQuery, dict(request.query_params))
@@ -124,7 +124,7 @@ async def oauth_start(request: Request, session: WebSession) -> Response:
     return RedirectResponse(url, status_code=302)
 
 
-@signed_in
+@signed_in("write")
 async def oauth_callback(request: Request, session: WebSession) -> Response:
     core = core_of(request)
     query: CallbackQuery = parse(CallbackQuery, dict(request.query_params))

@@ -16,7 +16,7 @@ class AddConnectionForm(Form):
     connector: str | None = None
 
 
-@signed_in
+@signed_in("read")
 async def dashboard(request: Request, session: WebSession) -> Response:
     core = core_of(request)
     records = await core.connections.list(session.owner_id)
@@ -41,13 +41,13 @@ async def dashboard(request: Request, session: WebSession) -> Response:
     )
 
 
-@signed_in
+@signed_in("read")
 async def dashboard_connections(request: Request, session: WebSession) -> Response:
     records = await core_of(request).connections.list(session.owner_id)
     return JSONResponse([{"id": str(r.id), "status": r.status, "label": r.label} for r in records])
 
 
-@signed_in
+@signed_in("write")
 async def dashboard_add(request: Request, session: WebSession) -> Response:
     core = core_of(request)
     form = await read_form(request, AddConnectionForm, core.settings.max_body_bytes)
@@ -56,7 +56,7 @@ async def dashboard_add(request: Request, session: WebSession) -> Response:
     return RedirectResponse("/dashboard", status_code=303)
 
 
-@signed_in
+@signed_in("write")
 async def dashboard_revoke(request: Request, session: WebSession) -> Response:
     core = core_of(request)
     form = await read_form(request, Form, core.settings.max_body_bytes)

@@ -14,6 +14,8 @@ from urllib.parse import quote, urlsplit
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from auth import api_keys
+from auth.api_keys import Permission
 from server.core.errors import DomainError, Forbidden
 from server.core.identity import SESSION_TTL, OpenedSession
 from server.web.errors import HttpProblem, status_of
@@ -64,6 +66,11 @@ def safe_next(value: str | None) -> str:
 def check_csrf(request: Request, session: WebSession, submitted: str | None) -> None:
     if submitted is None or not hmac.compare_digest(submitted, session.csrf_token):
         raise Forbidden("this form has expired; reload the page and try again")
+    check_origin(request)
+
+
+def check_origin(request: Request) -> None:
+    """A form posted from another site is refused (browsers send Origin with every form post)."""
     origin = request.headers.get("origin")
     public = urlsplit(core_of(request).settings.public_url)
     if origin and origin not in (
@@ -78,21 +85,28 @@ def refusal_page(request: Request, error: DomainError | HttpProblem) -> Response
     return message(request, "Something went wrong", error.message, status)
 
 
-def signed_in(handler: SessionPage) -> Callable[[Request], Awaitable[Response]]:
-    """A page for a signed-in owner; others are sent to sign in and brought back. A refusal is
-    shown as a page; anything unexpected is the API's 500 with a reference."""
+def signed_in(permission: Permission) -> Callable[[SessionPage], Callable[[Request], Awaitable[Response]]]:
+    """A page for a signed-in owner whose session's key has `permission` (the one the REST route
+    doing the same thing needs); others are sent to sign in and brought back. A refusal is shown
+    as a page; anything unexpected is the API's 500 with a reference."""
 
-    async def route(request: Request) -> Response:
-        async def work() -> Response:
-            session = await current_session(request)
-            if session is None:
-                return sign_in_redirect(request)
-            try:
-                return await handler(request, session)
-            except (DomainError, HttpProblem) as error:
-                return refusal_page(request, error)
+    def wrap(handler: SessionPage) -> Callable[[Request], Awaitable[Response]]:
+        async def route(request: Request) -> Response:
+            async def work() -> Response:
+                session = await current_session(request)
+                if session is None:
+                    return sign_in_redirect(request)
+                try:
+                    if not api_keys.grants(session.permissions, permission):
+                        raise Forbidden(f"the API key you signed in with lacks the '{permission}' permission")
+                    return await handler(request, session)
+                except (DomainError, HttpProblem) as error:
+                    return refusal_page(request, error)
 
-        return await guarded(request, work)
+            return await guarded(request, work)
 
-    route.__name__ = handler.__name__
-    return route
+        route.__name__ = handler.__name__
+        route.permission = permission  # type: ignore[attr-defined]
+        return route
+
+    return wrap
