@@ -24,6 +24,7 @@ from server.core import Core
 from server.core.connections import Connections
 from server.core.events import ChangeEvents
 from server.core.files import FileService
+from server.core.gcs_grants import GcsGrants, parse_setting
 from server.core.identity import Identity
 from server.core.jobs import Jobs
 from server.core.links import MCP_PATH, Links
@@ -113,7 +114,14 @@ def build_core(
             vault=vault,
             links=links,
         ),
-        files=FileService(settings, catalog, connections, events),
+        files=FileService(
+            settings,
+            catalog,
+            connections,
+            events,
+            GcsGrants(store, parse_setting(settings.gcs_grants)),
+            vault,
+        ),
         jobs=Jobs(queue, catalog, events, lease_seconds=settings.job_lease_seconds),
         push=PushSettings(store, vault),
         webhooks=WebhookEndpoints(

@@ -181,6 +181,40 @@ def cmd_webhooks_delete(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_core(settings, work))
 
 
+def cmd_gcs_grant(settings: Settings, args: argparse.Namespace) -> int:
+    """Let an owner mount a bucket (or a folder of it) with the server's GCS credential."""
+
+    async def work(core: Core) -> int:
+        owner = await core.identity.owner_named(args.owner)
+        root = await core.files.grants.grant(owner.id, args.url)
+        _say(f"Granted {root.url} to {owner.name}.")
+        return 0
+
+    return asyncio.run(_with_core(settings, work))
+
+
+def cmd_gcs_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    """Take a grant back: the owner's connections in that folder stop reading at once."""
+
+    async def work(core: Core) -> int:
+        owner = await core.identity.owner_named(args.owner)
+        await core.files.grants.revoke(owner.id, args.url)
+        _say(f"Revoked {args.url} from {owner.name}.")
+        return 0
+
+    return asyncio.run(_with_core(settings, work))
+
+
+def cmd_gcs_grants(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(core: Core) -> int:
+        owner = await core.identity.owner_named(args.owner)
+        for url in await core.files.grants.granted(owner.id):
+            _say(url)
+        return 0
+
+    return asyncio.run(_with_core(settings, work))
+
+
 def cmd_crypto_rotate(settings: Settings, args: argparse.Namespace) -> int:
     async def work(core: Core) -> int:
         resealed, unchanged = await core.connections.reseal_all()
@@ -270,6 +304,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hook_delete.add_argument("endpoint", help="the endpoint id")
     hook_delete.set_defaults(func=cmd_webhooks_delete)
+
+    gcs = sub.add_parser("gcs", help="GCS buckets owners may mount").add_subparsers(
+        dest="gcs_command", required=True
+    )
+    for verb, func, about in (
+        ("grant", cmd_gcs_grant, "let an owner mount gs://bucket[/folder] with the server's GCS credential"),
+        ("revoke", cmd_gcs_revoke, "take such a grant back"),
+    ):
+        command = gcs.add_parser(verb, help=about)
+        command.add_argument("--owner", required=True)
+        command.add_argument("url", help="gs://bucket or gs://bucket/folder")
+        command.set_defaults(func=func)
+    listing = gcs.add_parser("grants", help="what an owner may mount (setting and CLI grants)")
+    listing.add_argument("--owner", required=True)
+    listing.set_defaults(func=cmd_gcs_grants)
 
     crypto = sub.add_parser("crypto", help="encryption keys").add_subparsers(
         dest="crypto_command", required=True

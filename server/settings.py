@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         "Unset: GCS connections are refused with 503.",
     )
     gcs_endpoint_url: str | None = Field(None, description="GCS JSON API base (an emulator in tests).")
+    gcs_grants: str | None = Field(
+        None,
+        description="Buckets owners may mount with the server's GCS credential, as comma-separated "
+        "owner=gs://bucket[/folder] entries (also granted with `tendril gcs grant`). Default: none.",
+    )
     gcs_project: str | None = Field(None, description="Google Cloud project for GCS requests.")
     webhook_base_url: str | None = Field(
         None, description="Public https base of the webhook receivers. Default: TENDRIL_PUBLIC_URL."

@@ -158,6 +158,40 @@ class Store:
             row = (await conn.execute(sa.select(schema.owners).where(schema.owners.c.name == name))).first()
         return Owner(row.id, row.name, row.created_at) if row else None
 
+    async def owner_by_id(self, owner_id: UUID) -> Owner | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(schema.owners).where(schema.owners.c.id == owner_id))).first()
+        return Owner(row.id, row.name, row.created_at) if row else None
+
+    # -- GCS grants -------------------------------------------------------------------------------
+    async def grant_gcs(self, owner_id: UUID, url: str) -> bool:
+        """False when the owner already had this grant."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    schema.gcs_grants.insert().values(
+                        id=uuid.uuid4(), owner_id=owner_id, url=url, created_at=self.clock()
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def revoke_gcs(self, owner_id: UUID, url: str) -> bool:
+        table = schema.gcs_grants
+        async with self.engine.begin() as conn:
+            result = await conn.execute(table.delete().where(table.c.owner_id == owner_id, table.c.url == url))
+        return result.rowcount > 0
+
+    async def gcs_grants(self, owner_id: UUID | None = None) -> list[tuple[UUID, str]]:
+        """(owner id, url) pairs, every owner's or one's."""
+        table = schema.gcs_grants
+        query = sa.select(table.c.owner_id, table.c.url).order_by(table.c.owner_id, table.c.url)
+        if owner_id is not None:
+            query = query.where(table.c.owner_id == owner_id)
+        async with self.engine.connect() as conn:
+            return [(row.owner_id, row.url) for row in await conn.execute(query)]
+
     async def count_owners(self) -> int:
         async with self.engine.connect() as conn:
             return (await conn.execute(sa.select(sa.func.count()).select_from(schema.owners))).scalar_one()

@@ -140,6 +140,7 @@ def settings(database_url: str, tmp_path: Path, fakes: Fakes, master_key: str, g
         max_retry_wait_seconds=2,
         gcs_token="anon",
         gcs_endpoint_url=gcs.url,
+        gcs_grants="admin=gs://tendril-test",  # the owner live servers bootstrap
         connectors={
             "slack": ConnectorSettings(api_base=fakes.slack_url),
             "telegram": ConnectorSettings(api_base=fakes.telegram_url),

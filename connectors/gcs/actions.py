@@ -67,9 +67,12 @@ class GcsRoot:
         return full[len(self.prefix) :].lstrip("/")
 
 
-def filesystem(*, token: str, endpoint_url: str | None = None, project: str | None = None) -> Any:
-    """A gcsfs filesystem. The core class on purpose: gcsfs 2026's default (Extended) class asks a
-    gRPC control API about every bucket first, which emulators and many proxies do not serve."""
+def filesystem(
+    *, token: str | dict[str, str], endpoint_url: str | None = None, project: str | None = None
+) -> Any:
+    """A gcsfs filesystem, with the server's token setting or a service-account key's fields. The
+    core class on purpose: gcsfs 2026's default (Extended) class asks a gRPC control API about
+    every bucket first, which emulators and many proxies do not serve."""
     from gcsfs.core import GCSFileSystem
 
     return GCSFileSystem(project=project or "tendril", token=token, endpoint_url=endpoint_url)

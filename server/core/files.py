@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import json
 import mimetypes
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -20,11 +21,14 @@ from uuid import UUID
 import anyio.to_thread
 from pydantic import Field
 
+from auth.credentials import CredentialVault
+from auth.redaction import secrets_to_redact
 from connectors import Catalog
 from connectors.gcs import GcsRoot, OutsideRoot, filesystem
 from server.core.connections import Connections
-from server.core.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
+from server.core.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge, Unavailable
 from server.core.events import ChangeEvents
+from server.core.gcs_grants import GcsGrants
 from server.settings import Settings
 from storage.files import BadEncoding, FileStore, UploadTooLarge, read_lines, read_range
 from storage.repositories import ConnectionRecord, ConnectionStatus, utcnow
@@ -40,6 +44,8 @@ GCS_UPLOAD_REFUSED = " ".join(  # the files API's words, though no FUSE mount is
         "Files are accessed directly via the mounted file system.",
     )
 )
+_KEY_FIELD = "service_account_json"  # how a connection's own GCS key is sealed
+_KEY_REQUIRED = ("type", "client_email", "private_key")
 FILES_API_STATUS = {
     ConnectionStatus.PENDING: "pending_upload",
     ConnectionStatus.ACTIVE: "active",
@@ -101,11 +107,15 @@ class FileService:
         catalog: Catalog,
         connections: Connections,
         events: ChangeEvents,
+        grants: GcsGrants,
+        vault: CredentialVault,
     ) -> None:
         self.settings = settings
         self._catalog = catalog
         self._connections = connections
         self._events = events
+        self.grants = grants
+        self._vault = vault
         url = settings.resolved_files_url
         self.file_store = FileStore(url, **self._storage_options(url)) if url else None
 
@@ -165,23 +175,34 @@ class FileService:
         file_type: str | None = None,
         encoding: str | None = None,
         gcs_url: str | None = None,
+        gcs_credentials: Mapping[str, object] | None = None,
     ) -> ConnectionRecord:
+        """A file connection. A gcs one reads with the server's credential, in a folder granted to
+        the owner, or with `gcs_credentials` (a service-account key of the owner's), anywhere it may."""
         if not name:
             raise Invalid("Missing required field: name", field="name")
         if len(name) > 200:
             raise Invalid("name must be a string of at most 200 characters", field="name")
         kind = kind or LOCAL_FILE  # the files API's own JavaScript example leaves it out
+        key: dict[str, str] | None = None
         if kind == LOCAL_FILE:
             config = self._local_config(filename, file_type, encoding)
             self._require_file_store()
         elif kind == GCS:
             config = self._gcs_config(gcs_url)
-            self._require_gcs()
+            root = GcsRoot.parse(config["gcs_url"])
+            if gcs_credentials is not None:
+                key = service_account_key(gcs_credentials)
+                await self._check_readable(self._filesystem(key), root)
+            else:
+                self._require_gcs()
+                await self._require_grant(owner_id, root)
         else:
             raise Invalid(f"Invalid connector type: {kind!r} (use 'local_file' or 'gcs')", field="type")
         record = await self._connections.add_file(owner_id, self._catalog[kind], label=name, config=config)
         if kind == GCS:  # nothing to upload: usable at once
-            record = await self._connections.activate(record, sealed_credentials=None, account={}) or record
+            sealed = self._vault.seal(record.id, {_KEY_FIELD: json.dumps(key)}) if key else None
+            record = await self._connections.activate(record, sealed_credentials=sealed, account={}) or record
         return record
 
     @staticmethod
@@ -216,9 +237,39 @@ class FileService:
         token = self.settings.gcs_token
         if token is None:
             raise Unavailable("GCS storage is not configured (set TENDRIL_GCS_TOKEN)")
+        return self._filesystem(token)
+
+    def _filesystem(self, token: str | dict[str, str]) -> Any:
         return filesystem(
             token=token, endpoint_url=self.settings.gcs_endpoint_url, project=self.settings.gcs_project
         )
+
+    async def _require_grant(self, owner_id: UUID, root: GcsRoot) -> None:
+        if not await self.grants.allows(owner_id, root):
+            raise Forbidden(
+                f"{root.url} is not granted to you: the operator grants buckets to owners "
+                "(TENDRIL_GCS_GRANTS or `tendril gcs grant`), or give the connection a service-account "
+                "key of your own as `credentials`"
+            )
+
+    @staticmethod
+    async def _check_readable(fs: Any, root: GcsRoot) -> None:
+        """Proves a supplied key reads the folder before anything is stored."""
+        try:
+            await anyio.to_thread.run_sync(lambda: fs.ls(root.prefix, detail=False))
+        except FileNotFoundError:
+            pass  # an empty folder is still readable
+        except Exception as exc:
+            raise Invalid(f"could not list {root.url} with that credential ({type(exc).__name__})") from None
+
+    async def _gcs(self, record: ConnectionRecord) -> Any:
+        """The filesystem a gcs connection reads with: its own key, else the server's, if granted."""
+        if record.sealed_credentials is not None:
+            opened = self._vault.open(record.id, record.sealed_credentials)
+            return self._filesystem(service_account_key(json.loads(opened[_KEY_FIELD])))
+        fs = self._require_gcs()
+        await self._require_grant(record.owner_id, self.gcs_root(record))
+        return fs
 
     # -- upload --------------------------------------------------------------------------------
     async def upload(
@@ -327,7 +378,7 @@ class FileService:
         byte_range: tuple[int, int | None] | None = None,
     ) -> Chunk:
         self._require_active(record)
-        fs = self._require_gcs()
+        fs = await self._gcs(record)
         path = self.gcs_path(record, relative)
         if path == self.gcs_root(record).prefix:
             raise Invalid("path must name an object inside the connector's folder", field="path")
@@ -355,7 +406,7 @@ class FileService:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Objects under the folder, by name, `page_size` at a time after the name `after`."""
         self._require_active(record)
-        fs = self._require_gcs()
+        fs = await self._gcs(record)
         root = self.gcs_root(record)
         found: dict[str, dict[str, Any]] = await anyio.to_thread.run_sync(
             lambda: fs.find(root.prefix, detail=True)
@@ -408,6 +459,21 @@ async def _read_window(
     data = await read_lines(offset or 0, limit)
     _check_read_size(len(data))
     return data
+
+
+def service_account_key(fields: Mapping[str, object]) -> dict[str, str]:
+    """A Google service-account key (the JSON file's fields), checked for what signing needs."""
+    key = {name: value for name, value in fields.items() if isinstance(value, str)}
+    missing = [name for name in _KEY_REQUIRED if not key.get(name)]
+    if key.get("type") != "service_account" or missing:
+        raise Invalid(
+            "credentials must be a Google service-account key (type service_account, "
+            + ", ".join(_KEY_REQUIRED[1:])
+            + ")",
+            field="credentials",
+        )
+    secrets_to_redact.register(key["private_key"])
+    return key
 
 
 def _span(byte_range: tuple[int, int | None], size: int) -> tuple[int, int]:

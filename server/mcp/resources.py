@@ -144,9 +144,13 @@ class ResourceHandlers:
                 resources.append(self._file_resource(record))
                 continue
             resume = after if start == str(record.id) else None
-            objects, more = await _refusals_as_protocol_errors(
-                self._files.list_gcs(record, after=resume, page_size=PAGE_SIZE - len(resources))
-            )
+            try:
+                objects, more = await self._files.list_gcs(
+                    record, after=resume, page_size=PAGE_SIZE - len(resources)
+                )
+            except (DomainError, ConnectorError) as refused:  # one unreadable folder hides only itself
+                logger.info("resources/list skips GCS connection %s: %s", record.id, refused)
+                continue
             resources += [
                 types.Resource(
                     uri=gcs_uri(record.id, o["path"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,7 @@ CSV = "name,age,city,country\n" + "".join(f"Person{n},{20 + n % 50},City{n},USA\
 @pytest.fixture
 async def api(tendril: Tendril) -> AsyncIterator[httpx.AsyncClient]:
     owner = await tendril.new_owner()
+    await tendril.core.files.grants.grant(uuid.UUID(owner.id), "gs://tendril-test")
     async with tendril.raw() as client:
         client.headers["Authorization"] = f"Bearer {owner.api_key}"
         yield client

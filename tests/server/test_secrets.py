@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 
-import anyio
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -17,7 +14,8 @@ from server.app import build_app
 from server.logs import install_redaction
 from server.settings import Settings
 from storage import schema
-from tests.conftest import SLACK_TOKEN, TELEGRAM_TOKEN, Fakes, LiveTendril, Tendril, child_env
+from tests.conftest import SLACK_TOKEN, TELEGRAM_TOKEN, Fakes, LiveTendril, Tendril
+from tests.support.cli import run_cli
 from tests.support.core import stored_rows
 from tests.support.mcp import mcp_client
 
@@ -33,14 +31,6 @@ def captured_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
     install_redaction(caplog.handler)
     return caplog
-
-
-async def run_cli(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    with anyio.fail_after(60):
-        done = await anyio.run_process(
-            [sys.executable, "-m", "server.cli", *args], env=child_env(settings, **env), check=False
-        )
-    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
 def assert_no_canary(text: str, where: str) -> None:

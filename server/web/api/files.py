@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, JsonValue, model_validator
 from starlette.responses import Response
 
 from server.core.errors import Invalid
@@ -107,6 +107,11 @@ class NewFileConnector(RequestModel):
     file_type: str | None = Field(None, description="csv, json, text or binary (local_file).")
     encoding: str | None = Field(None, description="Its text encoding, utf-8 by default (local_file).")
     config: GcsConfig | None = Field(None, description='{"gcs_url": "gs://bucket/folder"} (gcs).')
+    credentials: dict[str, JsonValue] | None = Field(
+        None,
+        description="gcs: a Google service-account key of your own (the key file's JSON), to read a "
+        "bucket the server has not granted you; stored encrypted, never shown back.",
+    )
     field_messages: ClassVar[dict[str, str]] = {"name": "name must be a string of at most 200 characters"}
 
 
@@ -140,6 +145,7 @@ async def create_file_connector(call: Call) -> Answer[FileConnectorOut]:
         file_type=body.file_type,
         encoding=body.encoding,
         gcs_url=body.config.gcs_url if body.config else None,
+        gcs_credentials=body.credentials,
     )
     return Answer(FileConnectorOut.of(record), 201)
 
