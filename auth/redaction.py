@@ -1,14 +1,24 @@
-"""The set of secret values that must never reach a log line.
+"""Keeping secrets out of what Tendril shows and logs.
 
-Connectors register every secret they decrypt; the log filter installed by the server replaces
-any registered value with ****. Values stay only while a process has seen them recently.
+A secret can travel in other forms than the one it was stored in: percent-encoded in a URL,
+JSON-escaped in a body (`\\/` for `/`), base64 in a Basic header. `secret_forms` names them all, and
+both guards use it:
+- `Scrubber` masks one call's secrets in what a provider sent back (results, error texts), on the
+  decoded values, so an encoding cannot hide a secret;
+- `secrets_to_redact`, the set every log line is masked against: connectors register each secret
+  they decrypt, with all its forms. Values stay only while a process has seen them recently.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, quote_plus
 
 MASK = "****"
 _MIN_SECRET_LENGTH = 6  # shorter strings would mask ordinary words
@@ -21,6 +31,68 @@ _PATTERNS = [
     re.compile(r"\b(tdl_)[A-Za-z0-9_-]{8,}"),
     re.compile(r"\b(xox[abprse]-)[A-Za-z0-9-]+"),
 ]
+
+
+def secret_forms(secret: str) -> set[str]:
+    """The secret as it may appear: raw, percent-encoded, JSON-escaped (with or without `\\/`)."""
+    escaped = json.dumps(secret)[1:-1]
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+        escaped,
+        escaped.replace("/", "\\/"),
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+    }
+    return {form for form in forms if len(form) >= _MIN_SECRET_LENGTH}
+
+
+def basic_pair(user: str, password: str) -> set[str]:
+    """What HTTP Basic sends for this user and password (standard and URL-safe base64)."""
+    raw = f"{user}:{password}".encode()
+    return {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+
+
+def _pattern(values: Iterable[str]) -> re.Pattern[str] | None:
+    # Longest first, so a secret containing another is masked whole.
+    ordered = sorted(set(values), key=len, reverse=True)
+    return re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
+
+
+class Scrubber:
+    """Masks a call's secrets, in every form, in text and in decoded values (dicts, lists, strings)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        forms: set[str] = set()
+        for secret in secrets:
+            if len(secret) >= _MIN_SECRET_LENGTH:
+                forms |= secret_forms(secret)
+        self.forms = frozenset(forms)
+        self._pattern = _pattern(forms)
+
+    @classmethod
+    def for_credentials(cls, credentials: Mapping[str, str], secret_keys: Iterable[str]) -> Scrubber:
+        values = [credentials[key] for key in secret_keys if credentials.get(key)]
+        user = credentials.get("username") or credentials.get("user")
+        if user and credentials.get("password"):
+            values += basic_pair(user, credentials["password"])
+        return cls(values)
+
+    def found_in(self, text: str) -> bool:
+        return self._pattern is not None and self._pattern.search(text) is not None
+
+    def text(self, text: str) -> str:
+        return self._pattern.sub(MASK, text) if self._pattern else text
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {self.value(k): self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        return value
 
 
 class SecretRegistry:
@@ -36,8 +108,9 @@ class SecretRegistry:
             if value in self._secrets:
                 self._secrets.move_to_end(value)
                 return
-            self._secrets[value] = None
-            if len(self._secrets) > _MAX_REMEMBERED:
+            for form in secret_forms(value):
+                self._secrets[form] = None
+            while len(self._secrets) > _MAX_REMEMBERED:
                 self._secrets.popitem(last=False)
             self._pattern = None
 
@@ -50,9 +123,7 @@ class SecretRegistry:
     def _compiled(self) -> re.Pattern[str] | None:
         with self._lock:
             if self._pattern is None and self._secrets:
-                # Longest first, so a secret containing another is masked whole.
-                ordered = sorted(self._secrets, key=len, reverse=True)
-                self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+                self._pattern = _pattern(self._secrets)
             return self._pattern
 
 

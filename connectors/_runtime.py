@@ -11,7 +11,8 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
@@ -21,7 +22,7 @@ import httpx
 import tenacity
 from pydantic import BaseModel, ValidationError
 
-from auth.redaction import secrets_to_redact
+from auth.redaction import Scrubber, secrets_to_redact
 from connectors._connector import Action, ActionContext, ClientOptions, Connector
 from connectors._pool import ClientPool
 from connectors.errors import (
@@ -141,7 +142,7 @@ class ActionRunner:
     ) -> BaseModel:
         """Run one action; raises ConnectorError for anything the caller can act on."""
         parsed = self.parse_input(action, _with_defaults(connector, action, params, config or {}))
-        self._register_secrets(connector, credentials)
+        scrubber = self._secrets(connector, credentials)
         log = logging.LoggerAdapter(
             logging.getLogger(f"connectors.{connector.slug}"),
             {"connector": connector.slug, "action": action.name, "connection_id": str(connection_id)},
@@ -165,23 +166,25 @@ class ActionRunner:
             before_sleep=log_retry,
             reraise=True,
         )
-        result = await retrying(
-            self._attempt, connector, action, parsed, credentials, config, connection_id, log
-        )
-        return self._check_output(action, result)
+        with _scrubbed_errors(scrubber):
+            result = await retrying(
+                self._attempt, connector, action, parsed, credentials, config, connection_id, log
+            )
+        return _scrubbed_output(scrubber, self._check_output(action, result))
 
     async def verify(self, connector: Connector, credentials: Mapping[str, str]) -> dict[str, Any]:
         """Ask the provider whether a credential works; returns non-secret account facts."""
-        return await self.call(connector, credentials, connector.verify)
+        facts = await self.call(connector, credentials, connector.verify)
+        return self._secrets(connector, credentials).value(facts)
 
     async def call(
         self, connector: Connector, credentials: Mapping[str, str], work: Callable[[Any], Awaitable[_T]]
     ) -> _T:
         """One provider call outside an action (verifying a credential, registering or removing a
-        hook): the connector's own client, timeout and error mapping, its secrets redacted; not
-        retried."""
-        self._register_secrets(connector, credentials)
-        return await self._with_client(connector, credentials, work)
+        hook): the connector's own client, timeout and error mapping, its secrets kept out of error
+        texts and logs; not retried."""
+        with _scrubbed_errors(self._secrets(connector, credentials)):
+            return await self._with_client(connector, credentials, work)
 
     async def _attempt(
         self,
@@ -252,15 +255,38 @@ class ActionRunner:
         return result
 
     @staticmethod
-    def _register_secrets(connector: Connector, credentials: Mapping[str, str]) -> None:
+    def _secrets(connector: Connector, credentials: Mapping[str, str]) -> Scrubber:
+        """The credential's secrets: registered for log redaction, and a scrubber for what comes back."""
         oauth = connector.spec.oauth
         token_keys = (
             set(oauth.credential_keys.values()) | {"access_token", "refresh_token"} if oauth else set()
         )
-        for key in (*connector.spec.secret_keys, *token_keys):
+        keys = (*connector.spec.secret_keys, *token_keys)
+        for key in keys:
             value = credentials.get(key)
             if value:
                 secrets_to_redact.register(value)
+        return Scrubber.for_credentials(credentials, keys)
+
+
+@contextmanager
+def _scrubbed_errors(scrubber: Scrubber) -> Iterator[None]:
+    """A provider's error text may quote the request (Telegram's paths carry the bot token)."""
+    try:
+        yield
+    except ConnectorError as error:
+        if scrubber.found_in(error.message):
+            error.message = scrubber.text(error.message)
+            error.args = (error.message,)
+        raise
+
+
+def _scrubbed_output(scrubber: Scrubber, result: BaseModel) -> BaseModel:
+    """A provider may echo the credential, in any encoding, in any field (a redirect's URL, an echoed
+    header): every decoded value is checked, and the result rebuilt only when one held a secret."""
+    if not scrubber.forms or not scrubber.found_in(result.model_dump_json()):
+        return result
+    return type(result).model_validate(scrubber.value(result.model_dump(mode="json", by_alias=True)))
 
 
 def _client_key(connector: Connector, credentials: Mapping[str, str]) -> str:

@@ -50,7 +50,12 @@ def install_redaction(handler: logging.Handler) -> None:
         handler.addFilter(RedactingFilter())
 
 
+# Libraries that log what passes through them: full URLs (Telegram's carry the bot token) and, at
+# DEBUG, whole messages (sse_starlette logs every MCP SSE chunk: tool results, job payloads). They
+# stay at WARNING whatever TENDRIL_LOG_LEVEL says.
+CONTENT_LOGGERS = ("httpx", "httpcore", "httpx2", "mcp", "sse_starlette", "slack_sdk", "aiosqlite", "asyncio")
+
+
 def quiet_noisy_loggers() -> None:
-    # httpx logs full URLs at INFO, and Telegram URLs carry the bot token.
-    for name in ("httpx", "httpcore", "httpx2", "mcp", "slack_sdk", "aiosqlite", "asyncio"):
+    for name in CONTENT_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)

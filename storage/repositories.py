@@ -180,7 +180,9 @@ class Store:
     async def revoke_gcs(self, owner_id: UUID, url: str) -> bool:
         table = schema.gcs_grants
         async with self.engine.begin() as conn:
-            result = await conn.execute(table.delete().where(table.c.owner_id == owner_id, table.c.url == url))
+            result = await conn.execute(
+                table.delete().where(table.c.owner_id == owner_id, table.c.url == url)
+            )
         return result.rowcount > 0
 
     async def gcs_grants(self, owner_id: UUID | None = None) -> list[tuple[UUID, str]]:

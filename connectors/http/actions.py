@@ -39,7 +39,6 @@ connector = Connector.load(__file__)
 
 MAX_BODY_BYTES = 1 << 20
 MAX_REDIRECTS = 5
-MASK = "****"
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")  # RFC 9110 field-name
 # Set by us (auth, the pinned Host) or by httpx (framing); an agent may not choose them.
 _RESERVED_HEADERS = frozenset(
@@ -99,7 +98,6 @@ class HttpApi:
     auth: str
     auth_headers: dict[str, str]
     allow: AllowList
-    secrets: tuple[str, ...] = ()  # values to mask in anything the upstream sends back
 
     @property
     def reserved_headers(self) -> frozenset[str]:
@@ -168,12 +166,6 @@ class HttpApi:
                 headers = {k: v for k, v in (headers or {}).items() if k.lower() != "content-type"}
         raise UpstreamError(f"more than {MAX_REDIRECTS} redirects from {_origin_text(self.base)}")
 
-    def scrub(self, text: str) -> str:
-        """An upstream that echoes the request must not hand the credential to the agent."""
-        for secret in self.secrets:
-            text = text.replace(secret, MASK)
-        return text
-
 
 def _origin_text(url: httpx.URL) -> str:
     host = f"[{url.host}]" if ":" in url.host else url.host
@@ -192,25 +184,25 @@ async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, boo
     return b"".join(chunks), False
 
 
-def _auth_headers(credentials: Mapping[str, str]) -> tuple[str, dict[str, str], tuple[str, ...]]:
+def _auth_headers(credentials: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     mode = credentials.get("auth") or "none"
     token, user, password = credentials.get("token"), credentials.get("username"), credentials.get("password")
     if mode in ("bearer", "api_key_header") and not token:
         raise InvalidCredentials(f"auth {mode} needs a token")
     if mode == "bearer" and token:
-        return mode, {"Authorization": f"Bearer {token}"}, (token,)
+        return mode, {"Authorization": f"Bearer {token}"}
     if mode == "api_key_header" and token:
         name = credentials.get("header_name") or "X-Api-Key"
         if not _TOKEN.match(name) or name.lower() in _RESERVED_HEADERS:
             raise InvalidCredentials(f"header_name {name!r} cannot carry an API key")
-        return mode, {name: token}, (token,)
+        return mode, {name: token}
     if mode == "basic":
         if not user or not password:
             raise InvalidCredentials("auth basic needs a username and a password")
         pair = base64.b64encode(f"{user}:{password}".encode()).decode()
-        return mode, {"Authorization": f"Basic {pair}"}, (password, pair)
+        return mode, {"Authorization": f"Basic {pair}"}
     if mode == "none":
-        return mode, {}, ()
+        return mode, {}
     raise InvalidCredentials("auth must be bearer, basic, api_key_header or none")
 
 
@@ -240,7 +232,7 @@ async def _tls_context() -> ssl.SSLContext:
 @asynccontextmanager
 async def open_client(credentials: Mapping[str, str], options: ClientOptions) -> AsyncIterator[HttpApi]:
     base = _base_url(credentials["base_url"])
-    mode, auth_headers, secrets = _auth_headers(credentials)
+    mode, auth_headers = _auth_headers(credentials)
     try:
         requested = AllowList.parse((credentials.get("allowed_hosts") or "").split(","))
     except ValueError as exc:
@@ -259,7 +251,7 @@ async def open_client(credentials: Mapping[str, str], options: ClientOptions) ->
     inner = options.http_transport or httpx.AsyncHTTPTransport(verify=await _tls_context())
     guard = GuardedTransport(inner, allow=allow)
     async with new_http_client(str(base), transport=guard) as http:
-        yield HttpApi(http, base, mode, auth_headers, allow, secrets)
+        yield HttpApi(http, base, mode, auth_headers, allow)
 
 
 def _check_status(client: HttpApi, response: httpx.Response) -> None:
@@ -381,7 +373,7 @@ def _request_body(params: RequestInput, headers: dict[str, str]) -> bytes | None
 
 def _result(client: HttpApi, response: httpx.Response, body: bytes, truncated: bool) -> RequestOutput:
     shown = {
-        name: client.scrub(value)
+        name: value
         for name, value in response.headers.items()
         if name in _SAFE_RESPONSE_HEADERS or name.startswith(_SAFE_RESPONSE_PREFIXES)
     }
@@ -389,7 +381,8 @@ def _result(client: HttpApi, response: httpx.Response, body: bytes, truncated: b
     data: Any = None
     text: str | None = None
     if _TEXTUAL.match(content_type) or (body and not content_type):
-        text = client.scrub(body.decode(response.encoding or "utf-8", errors="replace"))
+        # An echoed credential is masked by the runtime, on the decoded result (any encoding).
+        text = body.decode(response.encoding or "utf-8", errors="replace")
         if "json" in content_type and not truncated:
             with suppress(ValueError):  # malformed JSON is still worth reading as text
                 data, text = json.loads(text), None

@@ -75,14 +75,14 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def tendril_serve(settings: Settings, workdir: Path) -> Iterator[TendrilProcess]:
+def tendril_serve(settings: Settings, workdir: Path, **env_vars: str) -> Iterator[TendrilProcess]:
     """Start `tendril serve` on a free port with this test's database and fakes; stop it on exit.
 
     The child runs in `workdir` so a developer's `.env` in the repo cannot leak into it.
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = child_env(settings, TENDRIL_PUBLIC_URL=url)
+    env = child_env(settings, TENDRIL_PUBLIC_URL=url, **env_vars)
     workdir.mkdir(parents=True, exist_ok=True)
     stdout_path, stderr_path = workdir / "tendril.stdout", workdir / "tendril.stderr"
     argv = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]

@@ -6,6 +6,7 @@ or a key in the configured API key header); a missing or wrong one gets 401 like
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -81,6 +82,9 @@ class FakeUpstream:
                 "body": call.body.decode(errors="replace"),
             }
             return JSONResponse(echoed)
+        if rest == "escaped":  # the credential echoed in JSON that escapes its slashes, as some encoders do
+            escaped = json.dumps({"authorization": call.headers.get("authorization")}).replace("/", "\\/")
+            return Response(escaped, media_type="application/json")
         if rest == "redirect":
             return RedirectResponse(query["to"], status_code=int(query.get("status", "302")))
         if rest == "text":
