@@ -31,12 +31,13 @@ from server.core.links import MCP_PATH, Links
 from server.core.oauth import OAuthFlow
 from server.core.oauth_clients import OAuthClients
 from server.core.push import JobPusher, PushSettings
+from server.core.throttle import AuthThrottle
 from server.core.waiters import ConnectionWaiters
 from server.core.webhooks.endpoints import WebhookEndpoints
 from server.core.webhooks.ingest import WebhookIngest
 from server.core.webhooks.writer import DeliveryWriter
 from server.keys import load_keyring
-from server.mcp.caller import AgentKeyVerifier, CallerResolver, caller_from_http
+from server.mcp.caller import AgentKeyVerifier, CallerResolver, ThrottledClients, caller_from_http
 from server.mcp.server import McpServer, build_mcp_server
 from server.settings import Settings
 from server.web.api import api_routes, fallback_routes
@@ -87,7 +88,10 @@ def build_core(
         links=links,
         waiters=waiters,
     )
-    identity = Identity(store, flows, catalog)
+    throttle = AuthThrottle(
+        per_client=settings.auth_failures_per_client, per_key_prefix=settings.auth_failures_per_key_prefix
+    )
+    identity = Identity(store, flows, catalog, throttle)
     job_backoff = Backoff(settings.job_retry_base_seconds, JOB_RETRY_CAP_SECONDS)
     queue = JobQueue(engine, clock, backoff=job_backoff.delay)
     writer = DeliveryWriter(hooks, events)
@@ -200,7 +204,7 @@ def build_app(settings: Settings, *, core: Core | None = None) -> Starlette:
             *api_routes(),
             *page_routes(),
             *fallback_routes(),
-            Mount("/", app=mcp_http),
+            Mount("/", app=ThrottledClients(mcp_http, core.identity)),
         ],
         # The provider webhook receiver answers before the router: see server/web/ingress.py.
         middleware=[

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535, description="Port `tendril serve` binds.")
     log_level: str = Field("INFO", description="Root log level.")
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest JSON request body accepted.")
+    auth_failures_per_client: int = Field(
+        30, ge=1, description="Failed key checks a client may make in a minute before it gets 429s."
+    )
+    auth_failures_per_key_prefix: int = Field(
+        10, ge=1, description="Failed checks of keys sharing their first 12 characters, per minute."
+    )
     action_timeout_seconds: float = Field(30.0, gt=0, description="Deadline for one provider action.")
     max_retry_wait_seconds: float = Field(
         10.0, ge=0, description="Longest rate-limit wait Tendril sits out itself before telling the caller."

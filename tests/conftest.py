@@ -141,6 +141,9 @@ def settings(database_url: str, tmp_path: Path, fakes: Fakes, master_key: str, g
         gcs_token="anon",
         gcs_endpoint_url=gcs.url,
         gcs_grants="admin=gs://tendril-test",  # the owner live servers bootstrap
+        # Tests that send wrong keys on purpose are not about throttling (tests/security/ is).
+        auth_failures_per_client=100_000,
+        auth_failures_per_key_prefix=100_000,
         connectors={
             "slack": ConnectorSettings(api_base=fakes.slack_url),
             "telegram": ConnectorSettings(api_base=fakes.telegram_url),

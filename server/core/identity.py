@@ -17,6 +17,7 @@ from uuid import UUID
 from auth import api_keys
 from connectors import Catalog
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from server.core.throttle import AuthThrottle
 from storage.flows import FlowStore, WebSession
 from storage.repositories import AgentRecord, AlreadyExists, ApiKeyRecord, Owner, Store
 
@@ -82,10 +83,11 @@ def _digest(token: str) -> str:
 
 
 class Identity:
-    def __init__(self, store: Store, flows: FlowStore, catalog: Catalog) -> None:
+    def __init__(self, store: Store, flows: FlowStore, catalog: Catalog, throttle: AuthThrottle) -> None:
         self._store = store
         self._flows = flows
         self._catalog = catalog
+        self.throttle = throttle
 
     # -- owners -----------------------------------------------------------------------------------
     async def create_owner(self, name: str) -> Owner:
@@ -134,11 +136,15 @@ class Identity:
         if not await self._store.revoke_api_key(owner_id, key_id):
             raise NotFound("API key not found")
 
-    async def authenticate_owner(self, presented: str | None) -> OwnerPrincipal:
+    async def authenticate_owner(self, presented: str | None, client: str | None = None) -> OwnerPrincipal:
+        """The owner behind an API key; `client` (the caller's address) is slowed down after failures."""
+        self.throttle.check(client, presented)
         if not presented:
+            self.throttle.failed(client, presented, "API key")
             raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'")
         record = await self._store.api_key_by_hash(api_keys.digest(presented))
         if record is None:
+            self.throttle.failed(client, presented, "API key")
             raise Unauthenticated("invalid or revoked API key")
         return OwnerPrincipal(record.owner_id, record.id, record.permissions)
 
@@ -205,8 +211,13 @@ class Identity:
         if not await self._store.delete_agent(owner_id, agent_id):
             raise NotFound("agent not found")
 
-    async def authenticate_agent(self, presented: str) -> AgentRecord | None:
-        return await self._store.agent_by_key_hash(api_keys.digest(presented))
+    async def authenticate_agent(self, presented: str, client: str | None = None) -> AgentRecord | None:
+        """The agent behind a key, or None; `client` is slowed down after failures (raises Throttled)."""
+        self.throttle.check(client, presented)
+        agent = await self._store.agent_by_key_hash(api_keys.digest(presented))
+        if agent is None:
+            self.throttle.failed(client, presented, "agent key")
+        return agent
 
     # -- browser sessions -------------------------------------------------------------------------
     async def open_session(self, principal: OwnerPrincipal) -> OpenedSession:

@@ -8,6 +8,7 @@ was started for one agent (`TENDRIL_AGENT_KEY`).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 from uuid import UUID
 
@@ -16,11 +17,18 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.core.identity import AgentPrincipal, Identity
+from server.core.throttle import Throttled
 
 Caller = AgentPrincipal
 CallerResolver = Callable[[ServerRequestContext[Any]], Awaitable[Caller]]
+
+
+# The address of the HTTP client being served, for the key verifier (the SDK hands it only the token).
+_client: ContextVar[str | None] = ContextVar("tendril_mcp_client", default=None)
 
 
 class AgentKeyVerifier:
@@ -30,7 +38,10 @@ class AgentKeyVerifier:
         self._identity = identity
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        agent = await self._identity.authenticate_agent(token)
+        try:
+            agent = await self._identity.authenticate_agent(token, _client.get())
+        except Throttled:
+            return None  # ThrottledClients answers 429 before the next attempt gets this far
         if agent is None:
             return None
         return AccessToken(
@@ -77,3 +88,42 @@ def request_state_principal(ctx: ServerRequestContext[Any]) -> str | None:
     """Binds a sealed requestState to the agent that was given it (None over stdio: one agent)."""
     user = _http_user(ctx)
     return f"agent:{user.access_token.client_id}" if user is not None else None
+
+
+class ThrottledClients:
+    """In front of /mcp: remembers who is calling (for AgentKeyVerifier), and answers 429 with
+    Retry-After while that client is slowed down for failed keys, before any key is checked."""
+
+    def __init__(self, app: ASGIApp, identity: Identity) -> None:
+        self.app = app
+        self._identity = identity
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        peer = scope.get("client")
+        host = peer[0] if peer else None
+        try:
+            self._identity.throttle.check(host, _bearer(scope))
+        except Throttled as throttled:
+            refusal = JSONResponse(
+                {"error": throttled.message, "code": "RATE_LIMITED"},
+                status_code=429,
+                headers={"Retry-After": str(int(throttled.retry_after))},
+            )
+            await refusal(scope, receive, send)
+            return
+        remembered = _client.set(host)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _client.reset(remembered)
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return (token.strip() or None) if scheme.lower() == "bearer" else None
+    return None

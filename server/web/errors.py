@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 
 from connectors import errors as provider
 from server.core import errors as domain
+from server.core.throttle import Throttled
 from server.logs import log_unexpected
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ _DOMAIN_STATUS: dict[type[domain.DomainError], int] = {
     domain.Conflict: 409,
     domain.TooLarge: 413,
     domain.Upstream: 502,
+    Throttled: 429,
     domain.Unavailable: 503,
 }
 # Provider failures: their own code (NOT_CONNECTED, RATE_LIMITED, ...) under these statuses.
@@ -99,6 +101,8 @@ def response_for(error: BaseException, where: str) -> JSONResponse:
     """Whatever a route raised, as the answer the client gets."""
     if isinstance(error, HttpProblem):
         return error_response(error.status, error.message, headers=error.headers)
+    if isinstance(error, Throttled):
+        return error_response(429, error.message, headers={"Retry-After": str(int(error.retry_after))})
     if isinstance(error, domain.DomainError):
         return error_response(status_of(error), error.message)
     if isinstance(error, provider.ConnectorError):

@@ -18,6 +18,11 @@ from server.core.errors import Invalid
 from server.web.errors import HttpProblem, response_for
 
 
+def client_of(request: Request) -> str | None:
+    """The caller's address, as the server sees it (what failed-key throttling counts by)."""
+    return request.client.host if request.client else None
+
+
 def core_of(request: Request) -> Core:
     return request.app.state.core
 

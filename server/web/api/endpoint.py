@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from auth.api_keys import Permission
 from server.core import Core
 from server.core.identity import OwnerPrincipal
-from server.web.reading import core_of, guarded, json_object, parse, uuid_of
+from server.web.reading import client_of, core_of, guarded, json_object, parse, uuid_of
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -128,7 +128,7 @@ def api(
         async def endpoint(request: Request) -> Response:
             async def work() -> Response:
                 core = core_of(request)
-                principal = await core.identity.authenticate_owner(presented_key(request))
+                principal = await core.identity.authenticate_owner(presented_key(request), client_of(request))
                 principal.require(permission)
                 parsed_ids = {
                     name: uuid_of(request.path_params[name], what) for name, what in spec.ids.items()

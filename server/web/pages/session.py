@@ -18,6 +18,7 @@ from auth import api_keys
 from auth.api_keys import Permission
 from server.core.errors import DomainError, Forbidden
 from server.core.identity import SESSION_TTL, OpenedSession
+from server.core.throttle import Throttled
 from server.web.errors import HttpProblem, status_of
 from server.web.pages.render import message
 from server.web.reading import core_of, guarded
@@ -82,7 +83,10 @@ def check_origin(request: Request) -> None:
 
 def refusal_page(request: Request, error: DomainError | HttpProblem) -> Response:
     status = error.status if isinstance(error, HttpProblem) else status_of(error)
-    return message(request, "Something went wrong", error.message, status)
+    page = message(request, "Something went wrong", error.message, status)
+    if isinstance(error, Throttled):
+        page.headers["Retry-After"] = str(int(error.retry_after))
+    return page
 
 
 def signed_in(permission: Permission) -> Callable[[SessionPage], Callable[[Request], Awaitable[Response]]]:

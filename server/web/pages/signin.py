@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from server.core.errors import DomainError, Forbidden, Unauthenticated
+from server.core.throttle import Throttled
 from server.web.errors import HttpProblem
 from server.web.pages.forms import Form, read_form
 from server.web.pages.render import page
@@ -25,7 +26,7 @@ from server.web.pages.session import (
     safe_next,
     set_session_cookie,
 )
-from server.web.reading import core_of, guarded
+from server.web.reading import client_of, core_of, guarded
 
 SIGNIN_COOKIE = "tendril_signin"
 SIGNIN_TTL_SECONDS = 3600
@@ -78,9 +79,11 @@ async def signin(request: Request) -> Response:
         except (DomainError, HttpProblem) as error:  # malformed, oversized or cross-site
             return refusal_page(request, error)
         try:
-            principal = await core.identity.authenticate_owner(form.api_key)
+            principal = await core.identity.authenticate_owner(form.api_key, client_of(request))
         except Unauthenticated:
             return _form(request, "That API key is not valid.", 401)
+        except Throttled as throttled:
+            return refusal_page(request, throttled)
         response = RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
         set_session_cookie(request, await core.identity.open_session(principal), response)
         response.delete_cookie(SIGNIN_COOKIE, path="/signin")
