@@ -23,6 +23,7 @@ from server.logs import configure_logging
 from server.mcp.caller import fixed_agent_resolver
 from server.settings import Settings
 from server.web.reading import uuid_of
+from server.web.serving import uvicorn_options
 
 logger = logging.getLogger("tendril")
 
@@ -65,7 +66,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(_with_core(settings, _bootstrap_admin))
     app = build_app(settings)
     _say(f"Tendril serving on http://{host}:{port} (MCP at {settings.public_url}/mcp)")
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)
+    uvicorn.run(app, host=host, port=port, lifespan="on", **uvicorn_options(settings))
     return 0
 
 

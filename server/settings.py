@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535, description="Port `tendril serve` binds.")
     log_level: str = Field("INFO", description="Root log level.")
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest JSON request body accepted.")
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="Time a client has to send a request's headers before it is dropped."
+    )
+    body_timeout_seconds: float = Field(
+        20.0, gt=0, description="Time a client has to send a request's body, extended as its bytes arrive."
+    )
+    body_min_bytes_per_second: int = Field(
+        65536, gt=0, description="Each this many body bytes received extend the body deadline by a second."
+    )
     auth_failures_per_client: int = Field(
         30, ge=1, description="Failed key checks a client may make in a minute before it gets 429s."
     )

@@ -29,6 +29,7 @@ from clients import TendrilClient
 from server.app import build_app, build_core
 from server.core import Core
 from server.settings import ConnectorSettings, Settings
+from server.web.serving import protocol_with_deadlines
 from tests.fakes.loopback import run_asgi_on_loopback
 from tests.fakes.oauth import FakeOAuthProvider
 from tests.fakes.slack import FakeSlack
@@ -337,7 +338,7 @@ def _bootstrap_owner(settings: Settings, name: str) -> Owner:
 def serving(settings: Settings) -> Iterator[LiveTendril]:
     admin = _bootstrap_owner(settings, "admin")
     app = build_app(settings)
-    with run_asgi_on_loopback(app, lifespan="on") as url:
+    with run_asgi_on_loopback(app, lifespan="on", http=protocol_with_deadlines(settings)) as url:
         live_settings = settings.model_copy(update={"public_url": url})
         yield LiveTendril(url, live_settings, admin)
 

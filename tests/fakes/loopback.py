@@ -31,6 +31,7 @@ def run_asgi_on_loopback(
     lifespan: Literal["auto", "on", "off"] = "off",
     startup_timeout: float = STARTUP_TIMEOUT,
     sock: socket.socket | None = None,
+    http: Any = "auto",
 ) -> Generator[str, None, None]:
     """Run `app` under uvicorn in a daemon thread; yield its base URL.
 
@@ -52,6 +53,7 @@ def run_asgi_on_loopback(
         log_config=None,  # leave global logging alone; records propagate to pytest
         lifespan=lifespan,
         timeout_graceful_shutdown=2,
+        http=http,  # Tendril's own protocol (server.web.serving) for a Tendril app
     )
     server = uvicorn.Server(config)
 
