@@ -36,8 +36,8 @@ from server.core.waiters import ConnectionWaiters
 from server.core.webhooks.endpoints import WebhookEndpoints
 from server.core.webhooks.ingest import WebhookIngest
 from server.core.webhooks.writer import DeliveryWriter
-from server.keys import load_keyring
-from server.mcp.caller import AgentKeyVerifier, CallerResolver, ThrottledClients, caller_from_http
+from server.keys import load_keyring, private_data_dir
+from server.mcp.caller import AgentKeyVerifier, CallerResolver, McpGate, caller_from_http
 from server.mcp.server import McpServer, build_mcp_server
 from server.settings import Settings
 from server.web.api import api_routes, fallback_routes
@@ -71,6 +71,7 @@ def build_core(
         retry=RetryPolicy(max_wait=settings.max_retry_wait_seconds),
         http_transport=http_transport,
     )
+    private_data_dir(settings)
     engine = db.create_engine(settings.resolved_database_url)
     store, flows, hooks = Store(engine, clock), FlowStore(engine, clock), WebhookStore(engine, clock)
     keyring = load_keyring(settings).keyring
@@ -204,7 +205,7 @@ def build_app(settings: Settings, *, core: Core | None = None) -> Starlette:
             *api_routes(),
             *page_routes(),
             *fallback_routes(),
-            Mount("/", app=ThrottledClients(mcp_http, core.identity)),
+            Mount("/", app=McpGate(mcp_http, core.identity)),
         ],
         # The provider webhook receiver answers before the router: see server/web/ingress.py.
         middleware=[

@@ -25,6 +25,12 @@ class KeySource:
     generated_file: Path | None
 
 
+def private_data_dir(settings: Settings) -> None:
+    """The data directory (database, key file, uploads), open to this user only."""
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, 0o700)
+
+
 def load_keyring(settings: Settings) -> KeySource:
     if settings.master_key is not None and settings.master_key.get_secret_value().strip():
         return KeySource(Keyring.from_setting(settings.master_key.get_secret_value()), None)
@@ -36,7 +42,7 @@ def load_keyring(settings: Settings) -> KeySource:
     path = settings.data_dir / KEY_FILE_NAME
     if path.exists():
         return KeySource(Keyring.from_setting(path.read_text(encoding="utf-8")), None)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(settings)
     # O_EXCL: two processes starting together cannot both write a different key.
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

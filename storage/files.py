@@ -12,6 +12,7 @@ previous content untouched; the caller deletes the old objects once the new ones
 from __future__ import annotations
 
 import codecs
+import os
 import uuid
 from array import array
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ import anyio
 import anyio.to_thread
 import fsspec
 from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
 
 # The index records how many newlines precede each block of this many bytes.
 INDEX_BLOCK_BYTES = 256 * 1024
@@ -113,9 +115,23 @@ class FileStore:
         self.fs = fs
         self.root = root.rstrip("/")
         self.url = url
+        if isinstance(fs, LocalFileSystem):  # uploads are the owners' data: this user's only
+            fs.makedirs(self.root, exist_ok=True)
+            os.chmod(self.root, 0o700)
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}"
+
+    def _make_private(self, folder: str, *paths: str) -> None:
+        """The folder (made if missing) and these files exist, readable by this user only, when the
+        files live on this machine's disk (other filesystems have their own access control)."""
+        self.fs.makedirs(folder, exist_ok=True)
+        if not isinstance(self.fs, LocalFileSystem):
+            return
+        os.chmod(folder, 0o700)
+        for path in paths:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.chmod(path, 0o600)
 
     async def save(
         self, prefix: str, chunks: AsyncIterator[bytes], *, max_bytes: int, encoding: str | None
@@ -125,7 +141,7 @@ class FileStore:
         key = f"{prefix}/{uuid.uuid4().hex}"
         path = self._path(key)
         indexer = _Indexer(encoding)
-        await anyio.to_thread.run_sync(self.fs.makedirs, self._path(prefix), True)
+        await anyio.to_thread.run_sync(self._make_private, self._path(prefix), path)
         handle: Any = await anyio.to_thread.run_sync(self.fs.open, path, "wb")
         try:
             async for chunk in chunks:
@@ -136,6 +152,7 @@ class FileStore:
             indexer.finish()
             await anyio.to_thread.run_sync(handle.close)
             total = _line_count(indexer.size, indexer.newlines, indexer.last_byte == b"\n")
+            await anyio.to_thread.run_sync(self._make_private, self._path(prefix), path + ".lines")
             await anyio.to_thread.run_sync(
                 self.fs.pipe_file, path + ".lines", indexer.block_newlines.tobytes()
             )

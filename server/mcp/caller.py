@@ -18,7 +18,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.core.identity import AgentPrincipal, Identity
 from server.core.throttle import Throttled
@@ -90,9 +90,11 @@ def request_state_principal(ctx: ServerRequestContext[Any]) -> str | None:
     return f"agent:{user.access_token.client_id}" if user is not None else None
 
 
-class ThrottledClients:
-    """In front of /mcp: remembers who is calling (for AgentKeyVerifier), and answers 429 with
-    Retry-After while that client is slowed down for failed keys, before any key is checked."""
+class McpGate:
+    """In front of /mcp: remembers who is calling (for AgentKeyVerifier); answers 429 with
+    Retry-After while that client is slowed down for failed keys, before any key is checked; and
+    gives a request that presented no credential a 401 without an error code (RFC 6750 section
+    3.1: the SDK's says invalid_token), still pointing at the resource metadata."""
 
     def __init__(self, app: ASGIApp, identity: Identity) -> None:
         self.app = app
@@ -116,9 +118,34 @@ class ThrottledClients:
             return
         remembered = _client.set(host)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send if _has_authorization(scope) else _without_error_code(send))
         finally:
             _client.reset(remembered)
+
+
+def _has_authorization(scope: Scope) -> bool:
+    return any(name == b"authorization" for name, _ in scope.get("headers", ()))
+
+
+def _without_error_code(send: Send) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 401:
+            headers = [
+                (name, _drop_error_params(value) if name.lower() == b"www-authenticate" else value)
+                for name, value in message.get("headers", [])
+            ]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return sending
+
+
+def _drop_error_params(challenge: bytes) -> bytes:
+    """`Bearer error="..", error_description="..", resource_metadata=".."` keeps its metadata only."""
+    text = challenge.decode("latin-1")
+    params = [p.strip() for p in text.removeprefix("Bearer").split(",") if p.strip()]
+    kept = [p for p in params if not p.startswith(("error=", "error_description="))]
+    return ("Bearer " + ", ".join(kept) if kept else "Bearer").encode("latin-1")
 
 
 def _bearer(scope: Scope) -> str | None:

@@ -16,6 +16,7 @@ templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 
 HEADERS = {
     "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",  # forms keep their Origin header (the CSRF check reads it)
     "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline' 'self'; "
