@@ -21,7 +21,7 @@ from uuid import UUID
 
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
-from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated
 from mcp.shared.exceptions import MCPError
 from pydantic import TypeAdapter, ValidationError
 
@@ -107,6 +107,7 @@ class ResourceHandlers:
         self._jobs = jobs
         self._resolve_caller = resolve_caller
         self.bus = InMemorySubscriptionBus()
+        self._listen = ListenHandler(self.bus)
         # Sessions held strongly (the SDK's request context is not what keeps them alive); a session
         # that can no longer be notified is dropped on the next update.
         self._subscribers: dict[str, set[Any]] = {}
@@ -231,6 +232,29 @@ class ResourceHandlers:
         target, _record = await self._target(ctx, uri)
         self._subscribers.setdefault(target.base, set()).add(ctx.session)
         return types.EmptyResult()
+
+    async def watchable(self, ctx: ServerRequestContext[Any], uri: str) -> bool:
+        """Whether the caller may hear of changes to `uri`: exactly when it may read it."""
+        try:
+            if uri.startswith("tendril://jobs/"):
+                await self._own_jobs(ctx, uri)
+            else:
+                await self._target(ctx, uri)
+        except MCPError:
+            return False
+        return True
+
+    async def listen(
+        self, ctx: ServerRequestContext[Any], params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        """2026-07-28 `subscriptions/listen`: a resource the caller cannot read is left out of what
+        it listens to (the acknowledgement says so), as `resources/subscribe` refuses it."""
+        wanted = params.notifications.resource_subscriptions or []
+        allowed = [uri for uri in wanted if await self.watchable(ctx, uri)]
+        if allowed != wanted:
+            notifications = params.notifications.model_copy(update={"resource_subscriptions": allowed})
+            params = params.model_copy(update={"notifications": notifications})
+        return await self._listen(ctx, params)
 
     async def unsubscribe(
         self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams

@@ -13,7 +13,6 @@ import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
-from mcp.server.subscriptions import ListenHandler
 
 from server.core import Core
 from server.mcp.caller import CallerResolver, request_state_principal
@@ -87,7 +86,7 @@ def build_mcp_server(core: Core, resolve_caller: CallerResolver) -> McpServer:
         on_read_resource=resources.read_resource,
         on_subscribe_resource=resources.subscribe,
         on_unsubscribe_resource=resources.unsubscribe,
-        on_subscriptions_listen=ListenHandler(resources.bus),
+        on_subscriptions_listen=resources.listen,
         on_completion=complete,
     )
     # Registered directly: the constructor argument warns that logging is deprecated in 2026-07-28,
