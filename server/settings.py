@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     body_min_bytes_per_second: int = Field(
         65536, gt=0, description="Each this many body bytes received extend the body deadline by a second."
     )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="Proxies whose X-Forwarded-For is believed (comma-separated, or *)."
+    )
     auth_failures_per_client: int = Field(
         30, ge=1, description="Failed key checks a client may make in a minute before it gets 429s."
     )

@@ -75,4 +75,10 @@ def protocol_with_deadlines(settings: Settings) -> type[asyncio.Protocol]:
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """What `tendril serve` hands uvicorn besides the app and the address."""
-    return {"http": protocol_with_deadlines(settings), "log_level": "warning", "access_log": False}
+    return {
+        "http": protocol_with_deadlines(settings),
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "log_level": "warning",
+        "access_log": False,
+    }
