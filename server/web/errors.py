@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
@@ -61,6 +62,18 @@ _PROVIDER_STATUS: dict[type[provider.ConnectorError], int] = {
 }
 
 
+class ErrorBody(BaseModel):
+    """What every failure of Tendril's own API answers (the OpenAPI document's Error schema)."""
+
+    error: str = Field(description="What went wrong, in words a person can act on.")
+    code: str = Field(description="A stable code: BAD_REQUEST, NOT_FOUND, RATE_LIMITED, NOT_CONNECTED, ...")
+    field: str | None = Field(default=None, description="The request field at fault, when one is.")
+    details: dict[str, Any] | None = Field(
+        default=None, description="A provider failure's facts (retryAfter, connectUrl, ...)."
+    )
+    reference: str | None = Field(default=None, description="For a 500: the id the server logged it under.")
+
+
 class HttpProblem(Exception):
     """A refusal only HTTP has (a wrong method, a body that is not JSON or too large)."""
 
@@ -103,6 +116,8 @@ def response_for(error: BaseException, where: str) -> JSONResponse:
         return error_response(error.status, error.message, headers=error.headers)
     if isinstance(error, Throttled):
         return error_response(429, error.message, headers={"Retry-After": str(int(error.retry_after))})
+    if isinstance(error, domain.Invalid) and error.field:
+        return error_response(400, error.message, extra={"field": error.field})
     if isinstance(error, domain.DomainError):
         return error_response(status_of(error), error.message)
     if isinstance(error, provider.ConnectorError):

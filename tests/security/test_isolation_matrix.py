@@ -52,7 +52,7 @@ def sample_bodies(world: World) -> dict[type[Any], Any]:
     }
 
 
-def fill(template: str, method: str, spec: ApiSpec | None, world: World) -> str:
+def fill(template: str, spec: ApiSpec | None, world: World) -> str:
     """Alice's thing for each path parameter (the id's kind comes from the route's declaration)."""
     kinds = {
         "connection id": world.ids["connection"],
@@ -65,7 +65,7 @@ def fill(template: str, method: str, spec: ApiSpec | None, world: World) -> str:
     values |= {
         "action": "send_message",
         "connector": "telegram",
-        "ref": world.ids["file"] + (":upload" if method == "POST" else ""),
+        "ref": world.ids["file"],
     }
     path = template
     while "{" in path:
@@ -101,7 +101,7 @@ def api_probes(world: World) -> list[Probe]:
             targets = bool(spec.ids) or "{ref}" in route.path or (spec.body is AlloyCall)
             probes.append(
                 Probe(
-                    method, fill(route.path, method, spec, world), route.path, spec.permission, body, targets
+                    method, fill(route.path, spec, world), route.path, spec.permission, body, targets
                 )
             )
     assert len(probes) > 30

@@ -6,22 +6,26 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 
+from server.web import openapi
 from server.web.api import actions, agents, catalog, connections, files, webhooks
 from server.web.errors import HttpProblem, response_for
 
 
 def api_routes() -> list[BaseRoute]:
     return [
+        Route(openapi.OPENAPI_PATH, openapi.openapi_document, methods=["GET"]),
         Route("/api/v1/connectors", catalog.list_connectors, methods=["GET"]),
         Route("/api/v1/connections", connections.create_connection, methods=["POST"]),
         Route("/api/v1/connections", connections.list_connections, methods=["GET"]),
         Route("/api/v1/connections/{id}", connections.get_connection, methods=["GET"]),
         Route("/api/v1/connections/{id}", connections.delete_connection, methods=["DELETE"]),
         Route("/api/v1/connections/{id}", connections.update_connection, methods=["PATCH"]),
-        Route("/api/v1/connectors/{connector}/actions/{action}", actions.alloy_action, methods=["POST"]),
+        Route(
+            "/api/v1/connectors/{connector}/actions/{action}", actions.run_connector_action, methods=["POST"]
+        ),
         Route("/api/v1/connections/{id}/credentials", connections.submit_credentials, methods=["POST"]),
-        Route("/api/v1/connections/{id}/oauth", connections.oauth_status, methods=["GET"]),
-        Route("/api/v1/connections/{id}/oauth", connections.oauth_restart, methods=["POST"]),
+        Route("/api/v1/connections/{id}/oauth", connections.get_oauth_status, methods=["GET"]),
+        Route("/api/v1/connections/{id}/oauth", connections.restart_oauth, methods=["POST"]),
         Route(
             "/api/v1/connections/{id}/actions/{action}", connections.run_connection_action, methods=["POST"]
         ),
@@ -46,9 +50,9 @@ def api_routes() -> list[BaseRoute]:
         Route("/connectors", files.list_file_connectors, methods=["GET"]),
         Route("/connectors", files.create_file_connector, methods=["POST"]),
         Route("/connectors/{ref}", files.get_file_connector, methods=["GET"]),
-        Route("/connectors/{ref}", files.upload_content, methods=["POST"]),
+        Route("/connectors/{ref}:upload", files.upload_file_content, methods=["POST"]),
         Route("/connectors/{ref}", files.delete_file_connector, methods=["DELETE"]),
-        Route("/connectors/{ref}/content", files.get_content, methods=["GET"]),
+        Route("/connectors/{ref}/content", files.get_file_content, methods=["GET"]),
     ]
 
 
@@ -78,5 +82,5 @@ def fallback_routes() -> list[BaseRoute]:
     """After every real route: the API's own 404 and 405 under its prefixes."""
     return [
         Route(prefix, api_not_found, methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"])
-        for prefix in ("/api/{path:path}", "/connectors/{ref}/{path:path}")
+        for prefix in ("/api/{path:path}", "/connectors/{ref}", "/connectors/{ref}/{path:path}")
     ]

@@ -15,12 +15,23 @@ from starlette.responses import JSONResponse, Response
 
 from connectors.errors import ConnectorError, InvalidInput
 from server.core.errors import DomainError, Invalid, NotFound
-from server.web.api.endpoint import ApiRequest, ApiResponse, Call, RequestModel, api
+from server.web.api.endpoint import (
+    PROVIDER_ERRORS,
+    ApiRequest,
+    ApiResponse,
+    Call,
+    RequestModel,
+    api,
+    examples,
+)
 from server.web.errors import provider_error_parts
 from server.web.reading import uuid_of
 
 
 class AlloyCall(ApiRequest):
+    model_config = examples(
+        {"credentialId": "0190b5f3-8c1e-7c4a-9d2e-5b8f3a1c2d4e", "parameters": {"query": "Meeting Notes"}}
+    )
     credential_id: JsonValue = Field(
         None, description="The connection to run on (Alloy calls it a credential)."
     )
@@ -33,8 +44,20 @@ class AlloyPage(BaseModel):  # snake_case, as Alloy answers
     next_cursor: str | int | None = Field(description="Pass back to get the next page.")
 
 
+class AlloyErrorDetail(BaseModel):
+    code: str = Field(description="INVALID_INPUT, NOT_FOUND, RATE_LIMITED, ...")
+    message: str = Field(description="What went wrong.")
+
+
+class AlloyError(BaseModel):
+    """Alloy's error shape, answered by its action route for what the route itself refuses."""
+
+    error: AlloyErrorDetail
+
+
 def _alloy_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    body = AlloyError(error=AlloyErrorDetail(code=code, message=message))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 def alloy_page(result: dict[str, Any]) -> AlloyPage:
@@ -45,9 +68,18 @@ def alloy_page(result: dict[str, Any]) -> AlloyPage:
     return AlloyPage(data=items, has_more=bool(result["has_more"]), next_cursor=result.get("next_cursor"))
 
 
-@api("execute", body=AlloyCall, response=AlloyPage)
-async def alloy_action(call: Call) -> AlloyPage | Response:
-    """`{credentialId, parameters}` -> `{data, has_more, next_cursor}`, with Alloy's error shape."""
+@api(
+    "execute",
+    body=AlloyCall,
+    response=AlloyPage,
+    path={"connector": "The connector's slug.", "action": "The action's name, or Alloy's id for it."},
+    errors=PROVIDER_ERRORS,
+    error_models=(AlloyError,),
+)
+async def run_connector_action(call: Call) -> AlloyPage | Response:
+    """Run an action (Alloy's shape)
+    `{credentialId, parameters}` answered `{data, has_more, next_cursor}`; credentialId is the
+    connection's id. What the route refuses is answered in Alloy's error shape."""
     core, path, body = call.core, call.request.path_params, call.body
     assert isinstance(body, AlloyCall)
     connector = core.catalog.get(path["connector"])
@@ -74,6 +106,10 @@ async def alloy_action(call: Call) -> AlloyPage | Response:
 
 
 class ConnectOnce(RequestModel):
+    model_config = examples(
+        {"action": "search", "token": "secret_...", "params": {"query": "Meeting Notes"}},
+        {"action": "list_labels", "credentials": {"token": "ya29..."}, "params": {}},
+    )
     action: str | None = Field(None, description="The action, as `post_message` or `slack_post_message`.")
     token: JsonValue = Field(None, description="The credential's main secret (a bot token, an access token).")
     credentials: dict[str, JsonValue] | None = Field(
@@ -92,8 +128,16 @@ class ConnectOnceResult(ApiResponse):
     result: dict[str, Any] = Field(description="The action's result.")
 
 
-@api("execute", body=ConnectOnce, response=ConnectOnceResult)
+@api(
+    "execute",
+    body=ConnectOnce,
+    response=ConnectOnceResult,
+    path={"connector": "The connector's slug."},
+    errors=PROVIDER_ERRORS,
+)
 async def connect_once(call: Call) -> ConnectOnceResult:
+    """Run an action once with a credential that is never stored
+    Send the credential's main secret as `token`, or its fields as `credentials`."""
     core, body = call.core, call.body
     assert isinstance(body, ConnectOnce)
     slug = call.request.path_params["connector"]

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import Field, RootModel
 
-from server.web.api.endpoint import Answer, ApiRequest, ApiResponse, Call, Deleted, api
+from server.web.api.endpoint import Answer, ApiRequest, ApiResponse, Call, Deleted, api, examples
 from storage.repositories import AgentRecord, ApiKeyRecord
 
 _AGENT_NAME = "agent name must be 1-100 characters of letters, digits, spaces, '.', '_' or '-'"
@@ -46,6 +46,7 @@ class CreatedAgent(ApiResponse):
 
 
 class NewAgent(ApiRequest):
+    model_config = examples({"name": "support-bot", "allowedConnectors": ["slack", "gmail"]})
     name: str = Field(description="A name, unique among the owner's agents.")
     allowed_connectors: list[str] = Field(default_factory=list, description="Connector slugs it may use.")
     field_messages: ClassVar[dict[str, str]] = {"name": _AGENT_NAME, "allowedConnectors": _ALLOWED}
@@ -94,6 +95,7 @@ class Revoked(ApiResponse):
 
 
 class NewApiKey(ApiRequest):
+    model_config = examples({"name": "reporting", "permissions": ["read"]})
     name: str = Field("api key", description="A name for it.")
     permissions: list[str] | None = Field(
         None, description="read, write, execute, admin; default all but admin."
@@ -105,8 +107,10 @@ class NewApiKey(ApiRequest):
 
 
 # -- agents --------------------------------------------------------------------------------------
-@api("write", body=NewAgent, response=CreatedAgent)
+@api("write", body=NewAgent, response=CreatedAgent, success=(201,), errors=(409,), creates="/agent/id")
 async def create_agent(call: Call) -> Answer[CreatedAgent]:
+    """Create an agent
+    The answer holds the agent's MCP key, shown only this once."""
     body: NewAgent = call.body
     created = await call.core.identity.create_agent(
         call.owner_id, name=body.name, allowed_connectors=body.allowed_connectors
@@ -116,16 +120,19 @@ async def create_agent(call: Call) -> Answer[CreatedAgent]:
 
 @api("read", response=AgentList)
 async def list_agents(call: Call) -> AgentList:
+    """List agents"""
     return AgentList([AgentOut.of(r) for r in await call.core.identity.list_agents(call.owner_id)])
 
 
 @api("read", response=AgentOut, ids={"id": "agent id"})
 async def get_agent(call: Call) -> AgentOut:
+    """Get an agent"""
     return AgentOut.of(await call.core.identity.agent(call.owner_id, call.ids["id"]))
 
 
-@api("write", body=AgentChanges, response=AgentOut, ids={"id": "agent id"})
+@api("write", body=AgentChanges, response=AgentOut, ids={"id": "agent id"}, errors=(409,))
 async def update_agent(call: Call) -> AgentOut:
+    """Rename an agent or change its allowed connectors"""
     body: AgentChanges = call.body
     updated = await call.core.identity.update_agent(
         call.owner_id, call.ids["id"], name=body.name, allowed_connectors=body.allowed_connectors
@@ -135,13 +142,17 @@ async def update_agent(call: Call) -> AgentOut:
 
 @api("write", response=Deleted, ids={"id": "agent id"})
 async def delete_agent(call: Call) -> Deleted:
+    """Delete an agent
+    Its MCP key stops working at once."""
     await call.core.identity.delete_agent(call.owner_id, call.ids["id"])
     return Deleted(deleted=True)
 
 
 # -- API keys ------------------------------------------------------------------------------------
-@api("admin", body=NewApiKey, response=CreatedApiKey)
+@api("admin", body=NewApiKey, response=CreatedApiKey, success=(201,), creates="/key/id")
 async def create_key(call: Call) -> Answer[CreatedApiKey]:
+    """Create an API key
+    The answer holds the key itself, shown only this once."""
     body: NewApiKey = call.body
     created = await call.core.identity.create_api_key(
         call.owner_id, name=body.name, permissions=body.permissions
@@ -151,10 +162,12 @@ async def create_key(call: Call) -> Answer[CreatedApiKey]:
 
 @api("admin", response=ApiKeyList)
 async def list_keys(call: Call) -> ApiKeyList:
+    """List API keys"""
     return ApiKeyList([ApiKeyOut.of(r) for r in await call.core.identity.list_api_keys(call.owner_id)])
 
 
 @api("admin", response=Revoked, ids={"id": "key id"})
 async def revoke_key(call: Call) -> Revoked:
+    """Revoke an API key"""
     await call.core.identity.revoke_api_key(call.owner_id, call.ids["id"])
     return Revoked(revoked=True)

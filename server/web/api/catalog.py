@@ -134,6 +134,9 @@ class CatalogQuery(ApiRequest):
 
 @api("read", query=CatalogQuery, response=ConnectorList)
 async def list_connectors(call: Call) -> ConnectorList:
+    """List the connector catalog
+    Every connector with its actions (as MCP tools and in the Integration Layer's shape) and, for
+    API-key connectors, the credential fields a connection asks for."""
     query: CatalogQuery = call.query
     items = [ConnectorOut.of(call.core, c) for c in call.core.catalog.values()]
     if query.available:

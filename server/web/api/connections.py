@@ -11,7 +11,16 @@ from pydantic import Field, JsonValue, RootModel
 
 from server.core import Core
 from server.core.errors import Invalid
-from server.web.api.endpoint import Answer, ApiRequest, ApiResponse, Call, Deleted, api
+from server.web.api.endpoint import (
+    PROVIDER_ERRORS,
+    Answer,
+    ApiRequest,
+    ApiResponse,
+    Call,
+    Deleted,
+    api,
+    examples,
+)
 from storage.repositories import ConnectionRecord, ConnectionStatus
 
 ConfigValues = dict[str, str | int | None]
@@ -99,6 +108,7 @@ class ActionResult(ApiResponse):
 
 # -- requests ------------------------------------------------------------------------------------
 class StartConnection(ApiRequest):
+    model_config = examples({"connectorSlug": "github", "label": "Personal GitHub"})
     connector_slug: str | None = Field(None, description="The connector, e.g. slack.")
     label: str | None = Field(None, description="A name for it; the connector's name by default.")
     config: ConfigValues | None = Field(None, description="Defaults for omitted parameters (defaultChannel).")
@@ -110,6 +120,7 @@ class StartConnection(ApiRequest):
 
 
 class UpdateConnection(ApiRequest, extra="forbid"):
+    model_config = examples({"label": "Production Slack", "config": {"defaultChannel": "#general"}})
     label: str | None = Field(None, description="A new name.")
     config: ConfigValues | None = Field(None, description="Defaults to set (merged into the current ones).")
     field_messages: ClassVar[dict[str, str]] = StartConnection.field_messages
@@ -131,13 +142,18 @@ class CredentialSubmission(RootModel[dict[str, JsonValue]]):
 
 
 class RunAction(ApiRequest):
+    model_config = examples({"parameters": {"channel": "#general", "text": "Deploy finished"}})
     parameters: dict[str, Any] = Field(default_factory=dict, description="The action's parameters.")
     field_messages: ClassVar[dict[str, str]] = {"parameters": "'parameters' must be a JSON object"}
 
 
 # -- routes --------------------------------------------------------------------------------------
-@api("write", body=StartConnection, response=StartedConnection)
+@api("write", body=StartConnection, response=StartedConnection, success=(201, 200), creates="/connection/id")
 async def create_connection(call: Call) -> Answer[StartedConnection]:
+    """Start a connection
+    A new connection waits for its credential (API-key connectors: post it to
+    credentialSubmitUrl) or its OAuth approval (send a person to oauthUrl). A live connection of
+    the same connector and label is answered again (200) instead of making another."""
     core, body = call.core, call.body
     assert isinstance(body, StartConnection)
     connector = core.connections.connector(body.connector_slug)
@@ -156,6 +172,8 @@ async def create_connection(call: Call) -> Answer[StartedConnection]:
 
 @api("read", response=ConnectionList)
 async def list_connections(call: Call) -> ConnectionList:
+    """List connections
+    The owner's live connections, newest first."""
     return ConnectionList(
         [ConnectionOut.of(call.core, r) for r in await call.core.connections.list(call.owner_id)]
     )
@@ -163,11 +181,14 @@ async def list_connections(call: Call) -> ConnectionList:
 
 @api("read", response=ConnectionOut, ids={"id": "connection id"})
 async def get_connection(call: Call) -> ConnectionOut:
+    """Get a connection"""
     return ConnectionOut.of(call.core, await call.core.connections.get(call.owner_id, call.ids["id"]))
 
 
 @api("write", body=UpdateConnection, response=ConnectionOut, ids={"id": "connection id"})
 async def update_connection(call: Call) -> ConnectionOut:
+    """Rename a connection or set its defaults
+    config is merged into the current defaults; a null value removes one."""
     body: UpdateConnection = call.body
     record = await call.core.connections.update(
         call.owner_id, call.ids["id"], label=body.label, config=body.config
@@ -177,24 +198,38 @@ async def update_connection(call: Call) -> ConnectionOut:
 
 @api("write", response=Deleted, ids={"id": "connection id"})
 async def delete_connection(call: Call) -> Deleted:
+    """Revoke a connection
+    Its OAuth token is revoked at the provider where the provider allows it, and its credential is
+    erased. A connection backed by a credential object leaves that credential as it is."""
     await call.core.connections.revoke(call.owner_id, call.ids["id"])
     return Deleted(deleted=True)
 
 
 @api("read", response=OAuthStatus, ids={"id": "connection id"})
-async def oauth_status(call: Call) -> OAuthStatus:
+async def get_oauth_status(call: Call) -> OAuthStatus:
+    """Get a connection's OAuth state"""
     return OAuthStatus.of(call.core, await call.core.connections.get(call.owner_id, call.ids["id"]))
 
 
 @api("write", response=OAuthStatus, ids={"id": "connection id"})
-async def oauth_restart(call: Call) -> OAuthStatus:
-    """A fresh handshake: earlier states stop working, the connection waits for the new one."""
+async def restart_oauth(call: Call) -> OAuthStatus:
+    """Restart a connection's OAuth handshake
+    Earlier authorization links stop working; the connection waits for the new one."""
     record = await call.core.oauth.restart(call.owner_id, call.ids["id"])
     return OAuthStatus.of(call.core, record, restarted=True)
 
 
-@api("write", body=CredentialSubmission, response=SubmittedCredentials, ids={"id": "connection id"})
+@api(
+    "write",
+    body=CredentialSubmission,
+    response=SubmittedCredentials,
+    ids={"id": "connection id"},
+    errors=(502, 504),
+)
 async def submit_credentials(call: Call) -> SubmittedCredentials:
+    """Submit a connection's credential
+    The credential is checked against the connector's credential fields, verified with the
+    provider, sealed, and the connection becomes active. It is never shown back."""
     submission: CredentialSubmission = call.body
     record = await call.core.connections.submit_credentials(
         call.owner_id, call.ids["id"], submission.fields()
@@ -202,8 +237,17 @@ async def submit_credentials(call: Call) -> SubmittedCredentials:
     return SubmittedCredentials(connection=ConnectionOut.of(call.core, record))
 
 
-@api("execute", body=RunAction, response=ActionResult, ids={"id": "connection id"})
+@api(
+    "execute",
+    body=RunAction,
+    response=ActionResult,
+    ids={"id": "connection id"},
+    path={"action": "The action's name (see the connector's catalog entry)."},
+    errors=PROVIDER_ERRORS,
+)
 async def run_connection_action(call: Call) -> ActionResult:
+    """Run an action on a connection
+    Omitted parameters are filled from the connection's defaults (defaultChannel, ...)."""
     core, body = call.core, call.body
     assert isinstance(body, RunAction)
     record = await core.connections.get(call.owner_id, call.ids["id"])

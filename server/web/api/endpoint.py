@@ -7,6 +7,7 @@ declaration is also what describes the route (permission, models, statuses) to w
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
@@ -24,6 +25,10 @@ from server.web.reading import client_of, core_of, guarded, json_object, parse, 
 
 M = TypeVar("M", bound=BaseModel)
 
+# What a route that calls a provider can fail with beyond the usual: the provider has no such
+# thing (404), the connection is not connected (409), the provider failed (502) or was too slow (504).
+PROVIDER_ERRORS = (404, 409, 502, 504)
+
 
 class RequestModel(BaseModel):
     """A request body or query string. A value of the wrong shape is a 400 naming the field; a
@@ -39,6 +44,11 @@ class ApiRequest(RequestModel):
     """A body of Tendril's own API: camelCase on the wire."""
 
     model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=False)
+
+
+def examples(*bodies: dict[str, Any]) -> ConfigDict:
+    """A request model's examples (the shapes the seed documents show), for the OpenAPI document."""
+    return ConfigDict(json_schema_extra={"examples": list(bodies)})
 
 
 class ApiResponse(BaseModel):
@@ -86,13 +96,33 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class ApiSpec:
-    """What a route declares: the permission it needs and the models it reads and answers."""
+    """What a route declares: the permission it needs, the models it reads and answers, and what
+    else it can answer. The OpenAPI document is made from these (server/web/api/openapi.py)."""
 
     permission: Permission
     body: type[BaseModel] | None
     query: type[BaseModel] | None
     response: type[BaseModel] | None
     ids: dict[str, str]
+    # Its other path parameters (`{"connector": "The connector's slug."}`), all strings.
+    path: dict[str, str] = field(default_factory=dict)
+    # A regular expression a path parameter must match, where one does.
+    patterns: dict[str, str] = field(default_factory=dict)
+    # Success statuses, the first being the usual one.
+    success: tuple[int, ...] = (200,)
+    # Failure statuses beyond the ones every route of its kind answers (see openapi.py).
+    errors: tuple[int, ...] = ()
+    # Error shapes other than the API's own that the route answers with (Alloy's, for its route).
+    error_models: tuple[type[BaseModel], ...] = ()
+    # The body is the raw content (an upload), not JSON.
+    upload: bool = False
+    # For a route that makes something: where the new thing's id is in the answer (a JSON pointer,
+    # "/connection/id"). The document links it to the routes under `<collection>/{...}`, the
+    # collection being the route's own path unless it says otherwise.
+    creates: str | None = None
+    collection: str | None = None
+    summary: str = ""
+    description: str = ""
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -119,12 +149,39 @@ def api(
     query: type[BaseModel] | None = None,
     response: type[BaseModel] | None = None,
     ids: dict[str, str] | None = None,
+    path: dict[str, str] | None = None,
+    patterns: dict[str, str] | None = None,
+    success: tuple[int, ...] = (200,),
+    errors: tuple[int, ...] = (),
+    error_models: tuple[type[BaseModel], ...] = (),
+    upload: bool = False,
+    creates: str | None = None,
+    collection: str | None = None,
 ) -> Callable[[Handler], Endpoint]:
     """An owner-authenticated route needing `permission`; `ids` names its UUID path parameters
-    (`{"id": "connection id"}`), checked before the body is read."""
-    spec = ApiSpec(permission, body, query, response, dict(ids or {}))
+    (`{"id": "connection id"}`), checked before the body is read. The handler's docstring is its
+    summary (first line) and description (the rest)."""
 
     def wrap(handler: Handler) -> Endpoint:
+        summary, _, description = (handler.__doc__ or "").strip().partition("\n")
+        spec = ApiSpec(
+            permission,
+            body,
+            query,
+            response,
+            dict(ids or {}),
+            path=dict(path or {}),
+            patterns=dict(patterns or {}),
+            success=success,
+            errors=errors,
+            error_models=error_models,
+            upload=upload,
+            creates=creates,
+            collection=collection,
+            summary=summary.strip(),
+            description=inspect.cleandoc(description),
+        )
+
         async def endpoint(request: Request) -> Response:
             async def work() -> Response:
                 core = core_of(request)

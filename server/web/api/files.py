@@ -11,11 +11,11 @@ from starlette.responses import Response
 
 from server.core.errors import Invalid
 from server.core.files import FILES_API_STATUS, GCS, Chunk, Position, connector_id, file_uri, iso
-from server.web.api.endpoint import Answer, Call, RequestModel, api
-from server.web.errors import HttpProblem
+from server.web.api.endpoint import Answer, Call, RequestModel, api, examples
 from storage.repositories import ConnectionRecord
 
-_UPLOAD_SUFFIX = ":upload"
+REF = "The file connector's id, `conn_` and 32 hex digits."
+REF_PATTERN = "^conn_[0-9a-f]{32}$"
 
 
 def _absent_when_none(value: object) -> bool:
@@ -101,6 +101,10 @@ class GcsConfig(RequestModel):
 
 
 class NewFileConnector(RequestModel):
+    model_config = examples(
+        {"name": "Customer Data", "type": "local_file", "filename": "customers.csv", "file_type": "csv"},
+        {"name": "Analytics Bucket", "type": "gcs", "config": {"gcs_url": "gs://my-analytics-bucket/data"}},
+    )
     name: str | None = Field(None, description="A name for it.")
     type: str | None = Field(None, description="local_file (default) or gcs.")
     filename: str | None = Field(None, description="The file's name (local_file).")
@@ -130,12 +134,23 @@ class ContentQuery(RequestModel):
 
 @api("read", response=FileConnectorList)
 async def list_file_connectors(call: Call) -> FileConnectorList:
+    """List file connectors"""
     records = await call.core.files.list(call.owner_id)
     return FileConnectorList(connectors=[FileConnectorOut.of(r) for r in records])
 
 
-@api("write", body=NewFileConnector, response=FileConnectorOut)
+@api(
+    "write",
+    body=NewFileConnector,
+    response=FileConnectorOut,
+    success=(201,),
+    errors=(502, 503),
+    creates="/id",
+)
 async def create_file_connector(call: Call) -> Answer[FileConnectorOut]:
+    """Create a file connector
+    A local_file connector waits for its upload; a gcs connector names a bucket folder that agents
+    then read as MCP resources."""
     body: NewFileConnector = call.body
     record = await call.core.files.create(
         call.owner_id,
@@ -150,23 +165,30 @@ async def create_file_connector(call: Call) -> Answer[FileConnectorOut]:
     return Answer(FileConnectorOut.of(record), 201)
 
 
-@api("read", response=FileConnectorOut)
+@api("read", response=FileConnectorOut, path={"ref": REF}, patterns={"ref": REF_PATTERN})
 async def get_file_connector(call: Call) -> FileConnectorOut:
+    """Get a file connector"""
     return FileConnectorOut.of(await call.core.files.get(call.owner_id, call.request.path_params["ref"]))
 
 
-@api("write", response=FileConnectorOut)
-async def upload_content(call: Call) -> FileConnectorOut:
+@api(
+    "write",
+    response=FileConnectorOut,
+    path={"ref": REF},
+    patterns={"ref": REF_PATTERN},
+    errors=(409, 503),
+    upload=True,
+)
+async def upload_file_content(call: Call) -> FileConnectorOut:
+    """Upload a file connector's content
+    The body is the file itself; a new upload replaces the old one."""
     request = call.request
-    ref: str = request.path_params["ref"]
-    if not ref.endswith(_UPLOAD_SUFFIX):
-        raise HttpProblem(405, "POST is only for /connectors/{id}:upload", headers={"Allow": "GET, DELETE"})
     declared = request.headers.get("content-length")
     if declared is not None and not declared.isdecimal():
         raise Invalid("Content-Length must be a number of bytes")
     record = await call.core.files.upload(
         call.owner_id,
-        ref.removesuffix(_UPLOAD_SUFFIX),
+        request.path_params["ref"],
         request.stream(),
         declared_length=int(declared) if declared is not None else None,
         content_type=request.headers.get("content-type"),
@@ -174,14 +196,25 @@ async def upload_content(call: Call) -> FileConnectorOut:
     return FileConnectorOut.of(record)
 
 
-@api("write")
+@api("write", path={"ref": REF}, patterns={"ref": REF_PATTERN}, success=(204,))
 async def delete_file_connector(call: Call) -> Response:
+    """Delete a file connector and its content"""
     await call.core.files.delete(call.owner_id, call.request.path_params["ref"])
     return Response(status_code=204)
 
 
-@api("read", query=ContentQuery, response=ContentOut)
-async def get_content(call: Call) -> ContentOut:
+@api(
+    "read",
+    query=ContentQuery,
+    response=ContentOut,
+    path={"ref": REF},
+    patterns={"ref": REF_PATTERN},
+    errors=(409, 502, 503, 504),
+)
+async def get_file_content(call: Call) -> ContentOut:
+    """Read a file connector's content
+    By lines (offset, limit) or by bytes (bytes_start, bytes_end); text comes back as text, other
+    content as base64. For gcs, `path` names the object within the folder."""
     files, query = call.core.files, call.query
     assert isinstance(query, ContentQuery)
     record = await files.get(call.owner_id, call.request.path_params["ref"])

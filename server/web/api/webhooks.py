@@ -156,8 +156,20 @@ class DeliveryOut(ApiResponse):
     )
 
 
-@api("write", body=NewEndpoint, response=EndpointCreated, ids={"connection_id": "connection id"})
+@api(
+    "write",
+    body=NewEndpoint,
+    response=EndpointCreated,
+    ids={"connection_id": "connection id"},
+    success=(201,),
+    errors=(409, 502, 504),
+    creates="/endpoint/id",
+    collection="/api/v1/webhook-endpoints",
+)
 async def set_up_webhook(call: Call) -> Answer[EndpointCreated]:
+    """Set up a webhook endpoint for a connection
+    Events the provider sends to the endpoint's URL are verified, deduplicated and become jobs for
+    the connection owner's agents. Where the provider allows it, the hook is created there too."""
     body: NewEndpoint = call.body
     register: Registration | bool | None
     if isinstance(body.registration, RegisterOptions):
@@ -178,18 +190,23 @@ async def set_up_webhook(call: Call) -> Answer[EndpointCreated]:
 
 @api("read", response=EndpointList)
 async def list_webhook_endpoints(call: Call) -> EndpointList:
+    """List webhook endpoints"""
     found = await call.core.webhooks.list(call.owner_id)
     return EndpointList(endpoints=[EndpointOut.of(call.core, e) for e in found])
 
 
-@api("write", response=EndpointDeleted, ids={"endpoint_id": "endpoint id"})
+@api("write", response=EndpointDeleted, ids={"endpoint_id": "endpoint id"}, errors=(502, 504))
 async def delete_webhook_endpoint(call: Call) -> EndpointDeleted:
+    """Delete a webhook endpoint
+    A hook Tendril created at the provider is removed there too."""
     deleted, removal = await call.core.webhooks.delete(call.owner_id, call.ids["endpoint_id"])
     return EndpointDeleted(endpoint=EndpointOut.of(call.core, deleted), provider=RemovalOut.of(removal))
 
 
 @api("read", query=JobQuery, response=JobList)
 async def list_jobs(call: Call) -> JobList:
+    """List jobs
+    The jobs provider events became, newest first, with counts by status."""
     query: JobQuery = call.query
     jobs = await call.core.jobs.list(
         call.owner_id, status=query.status or None, agent_id=query.agent, event_key=query.event_key or None
@@ -197,15 +214,17 @@ async def list_jobs(call: Call) -> JobList:
     return JobList(jobs=[JobView.of(j) for j in jobs], counts=await call.core.jobs.counts(call.owner_id))
 
 
-@api("write", response=JobOut, ids={"job_id": "job id"})
+@api("write", response=JobOut, ids={"job_id": "job id"}, errors=(409,))
 async def retry_job(call: Call) -> JobOut:
+    """Retry a dead or failed job"""
     return JobOut(job=JobView.of(await call.core.jobs.retry(call.owner_id, call.ids["job_id"])))
 
 
 @api("write", body=DeliveryTarget, response=DeliveryOut, ids={"agent_id": "agent id"})
 async def set_agent_delivery(call: Call) -> DeliveryOut:
-    """Push this agent's jobs to `url`, signed with `secret` (generated when not given, and then
-    shown only in this answer)."""
+    """Push an agent's jobs to a URL
+    Each job is POSTed to `url`, signed with `secret` (generated when not given, and then shown
+    only in this answer)."""
     body: DeliveryTarget = call.body
     delivery = await call.core.push.set(call.owner_id, call.ids["agent_id"], url=body.url, secret=body.secret)
     return DeliveryOut(delivery_url=delivery.url, delivery_secret=delivery.generated_secret)
@@ -213,6 +232,7 @@ async def set_agent_delivery(call: Call) -> DeliveryOut:
 
 @api("write", response=DeliveryOut, ids={"agent_id": "agent id"})
 async def clear_agent_delivery(call: Call) -> DeliveryOut:
-    """Back to claiming jobs over MCP."""
+    """Stop pushing an agent's jobs
+    The agent goes back to claiming its jobs over MCP."""
     delivery = await call.core.push.clear(call.owner_id, call.ids["agent_id"])
     return DeliveryOut(delivery_url=delivery.url)

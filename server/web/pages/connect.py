@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -15,7 +15,7 @@ from server.web.errors import status_of
 from server.web.pages.forms import Form, read_form
 from server.web.pages.render import message, page
 from server.web.pages.session import check_csrf, signed_in
-from server.web.reading import core_of, parse, uuid_of
+from server.web.reading import core_of, uuid_of
 from storage.flows import WebSession
 from storage.repositories import ConnectionRecord, ConnectionStatus
 
@@ -32,15 +32,15 @@ _PROBLEMS: dict[Problem, str] = {
 
 
 class OAuthStartQuery(BaseModel):
-    connector: str | None = None
-    connection: str | None = None
-    selectAccount: str | None = None
+    connector: str | None = Field(None, description="The connector's slug.")
+    connection: str | None = Field(None, description="The pending connection to complete (its id).")
+    selectAccount: str | None = Field(None, description="1 to make the provider show its account picker.")
 
 
 class CallbackQuery(BaseModel):
-    state: str | None = None
-    code: str | None = None
-    error: str | None = None
+    state: str | None = Field(None, description="The state Tendril sent with the authorization request.")
+    code: str | None = Field(None, description="The provider's authorization code.")
+    error: str | None = Field(None, description="The provider's error, when the person declined.")
 
 
 async def _own_connection(request: Request, session: WebSession) -> ConnectionRecord:
@@ -112,10 +112,12 @@ async def connect_submit(request: Request, session: WebSession) -> Response:
     return connected_page(request, spec.name, record.id)
 
 
-@signed_in("write")
+@signed_in("write", query=OAuthStartQuery)
 async def oauth_start(request: Request, session: WebSession) -> Response:
+    """Begin an OAuth handshake (a browser page)
+    Redirects the signed-in owner's browser to the provider's consent screen."""
     core = core_of(request)
-    query: OAuthStartQuery = parse(OAuthStartQuery, dict(request.query_params))
+    query: OAuthStartQuery = request.state.query
     connector = core.connections.connector(query.connector)
     connection_id = uuid_of(query.connection, "connection id") if query.connection else None
     url = await core.oauth.begin(
@@ -124,10 +126,13 @@ async def oauth_start(request: Request, session: WebSession) -> Response:
     return RedirectResponse(url, status_code=302)
 
 
-@signed_in("write")
+@signed_in("write", query=CallbackQuery)
 async def oauth_callback(request: Request, session: WebSession) -> Response:
+    """Complete an OAuth handshake (a browser page)
+    Where the provider sends the browser back; the page says whether the connection is made and
+    tells the other tabs."""
     core = core_of(request)
-    query: CallbackQuery = parse(CallbackQuery, dict(request.query_params))
+    query: CallbackQuery = request.state.query
     if not query.state:
         return message(request, "Authorization failed", _PROBLEMS["unknown_state"], 400)
     if query.error:

@@ -8,9 +8,12 @@ only its digest). Every state-changing form carries the session's CSRF token.
 from __future__ import annotations
 
 import hmac
+import inspect
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -21,7 +24,7 @@ from server.core.identity import SESSION_TTL, OpenedSession
 from server.core.throttle import Throttled
 from server.web.errors import HttpProblem, status_of
 from server.web.pages.render import message
-from server.web.reading import core_of, guarded
+from server.web.reading import core_of, guarded, parse
 from storage.flows import WebSession
 
 COOKIE = "tendril_session"
@@ -89,10 +92,23 @@ def refusal_page(request: Request, error: DomainError | HttpProblem) -> Response
     return page
 
 
-def signed_in(permission: Permission) -> Callable[[SessionPage], Callable[[Request], Awaitable[Response]]]:
+@dataclass(frozen=True, slots=True)
+class PageSpec:
+    """What a signed-in page declares (the OpenAPI document describes the ones under /api/v1)."""
+
+    permission: Permission
+    query: type[BaseModel] | None
+    summary: str
+    description: str
+
+
+def signed_in(
+    permission: Permission, *, query: type[BaseModel] | None = None
+) -> Callable[[SessionPage], Callable[[Request], Awaitable[Response]]]:
     """A page for a signed-in owner whose session's key has `permission` (the one the REST route
     doing the same thing needs); others are sent to sign in and brought back. A refusal is shown
-    as a page; anything unexpected is the API's 500 with a reference."""
+    as a page; anything unexpected is the API's 500 with a reference. With `query`, the query
+    string is parsed into that model first, as `request.state.query`."""
 
     def wrap(handler: SessionPage) -> Callable[[Request], Awaitable[Response]]:
         async def route(request: Request) -> Response:
@@ -103,14 +119,18 @@ def signed_in(permission: Permission) -> Callable[[SessionPage], Callable[[Reque
                 try:
                     if not api_keys.grants(session.permissions, permission):
                         raise Forbidden(f"the API key you signed in with lacks the '{permission}' permission")
+                    if query is not None:
+                        request.state.query = parse(query, dict(request.query_params))
                     return await handler(request, session)
                 except (DomainError, HttpProblem) as error:
                     return refusal_page(request, error)
 
             return await guarded(request, work)
 
+        summary, _, description = (handler.__doc__ or "").strip().partition("\n")
         route.__name__ = handler.__name__
         route.permission = permission  # type: ignore[attr-defined]
+        route.page = PageSpec(permission, query, summary.strip(), inspect.cleandoc(description))  # type: ignore[attr-defined]
         return route
 
     return wrap
