@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from auth.credentials import CredentialVault
 from connectors import ActionRunner, Backoff, RetryPolicy, load_catalog
@@ -42,6 +42,7 @@ from server.mcp.server import McpServer, build_mcp_server
 from server.settings import Settings
 from server.web.api import api_routes, fallback_routes
 from server.web.ingress import WebhookIngress
+from server.web.openapi import build_document
 from server.web.pages import page_routes
 from storage import db
 from storage.flows import FlowStore
@@ -178,6 +179,16 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+def web_routes() -> list[BaseRoute]:
+    """The HTTP edge's routes, in matching order (the API's own 404/405 after the real ones)."""
+    return [Route("/healthz", healthz, methods=["GET"]), *api_routes(), *page_routes(), *fallback_routes()]
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    """The same document GET /api/v1/openapi serves, without a running server (`tendril openapi`)."""
+    return build_document(web_routes(), server_url=settings.public_url)
+
+
 def build_app(settings: Settings, *, core: Core | None = None) -> Starlette:
     core = core or build_core(settings)
     mcp = build_mcp(core, caller_from_http)
@@ -200,13 +211,7 @@ def build_app(settings: Settings, *, core: Core | None = None) -> Starlette:
             yield {}
 
     app = Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            *api_routes(),
-            *page_routes(),
-            *fallback_routes(),
-            Mount("/", app=McpGate(mcp_http, core.identity)),
-        ],
+        routes=[*web_routes(), Mount("/", app=McpGate(mcp_http, core.identity))],
         # The provider webhook receiver answers before the router: see server/web/ingress.py.
         middleware=[
             Middleware(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import os
 import sys
@@ -13,9 +14,10 @@ from typing import Any
 
 import anyio
 import uvicorn
+import yaml
 
 from auth.crypto import CryptoError, generate_key
-from server.app import build_app, build_core, build_mcp
+from server.app import build_app, build_core, build_mcp, openapi_document
 from server.core import Core
 from server.core.errors import DomainError, NotFound
 from server.core.webhooks.endpoints import Registration
@@ -68,6 +70,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     app = build_app(settings)
     _say(f"Tendril serving on http://{host}:{port} (MCP at {settings.public_url}/mcp)")
     uvicorn.run(app, host=host, port=port, lifespan="on", **uvicorn_options(settings))
+    return 0
+
+
+def cmd_openapi(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the API's OpenAPI document (what GET /api/v1/openapi serves), for code generators."""
+    document = openapi_document(settings)
+    if args.format == "yaml":
+        print(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), end="")
+    else:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -245,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("mcp", help="run the MCP server on stdio for TENDRIL_AGENT_KEY").set_defaults(func=cmd_mcp)
+
+    openapi = sub.add_parser("openapi", help="print the REST API's OpenAPI document")
+    openapi.add_argument("--format", choices=["json", "yaml"], default="json")
+    openapi.set_defaults(func=cmd_openapi)
 
     database = sub.add_parser("db", help="database maintenance").add_subparsers(
         dest="db_command", required=True

@@ -5,6 +5,7 @@ and links that lead from a create to what it made."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from starlette.routing import Route
 
 from server.web.api import api_not_found
 from server.web.api.endpoint import ApiSpec
+from server.settings import Settings
 from tests.conftest import Tendril
+from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -152,8 +155,17 @@ async def test_links_lead_from_a_create_to_get_update_and_delete(tendril: Tendri
         bodies = {"updateConnection": {"label": "renamed"}}
         for operation_id in ("getConnection", "updateConnection", "deleteConnection"):
             method, path = paths[operation_id]
-            answer = await http.request(
-                method, path.replace("{id}", new_id), json=bodies.get(operation_id)
-            )
+            answer = await http.request(method, path.replace("{id}", new_id), json=bodies.get(operation_id))
             assert answer.status_code == 200, (operation_id, answer.text)
         assert (await http.get(f"/api/v1/connections/{new_id}")).status_code == 404
+
+
+async def test_the_cli_prints_the_same_document_for_code_generators(
+    tendril: Tendril, settings: Settings
+) -> None:
+    served = (await fetch_document(tendril)).json()
+    printed = await run_cli(settings, "openapi")
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout) == served
+    as_yaml = await run_cli(settings, "openapi", "--format", "yaml")
+    assert yaml.safe_load(as_yaml.stdout) == served
