@@ -16,6 +16,7 @@ run: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-postgres
 	scripts/ensure-node-tools
+	scripts/ensure-ts-client
 	scripts/ensure-browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
