@@ -1,12 +1,17 @@
-"""Sealing and opening connection credentials (a JSON object of credential fields)."""
+"""Sealing and opening credentials (a JSON object of credential fields): a connection's own, or a
+credential object's. Each is bound to its row (kind and id are the associated data), so a sealed
+value copied into another row does not open."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Literal
 from uuid import UUID
 
 from auth.crypto import CryptoError, Keyring
+
+Sealed = Literal["connection", "credential"]
 
 
 class CredentialVault:
@@ -14,15 +19,15 @@ class CredentialVault:
         self.keyring = keyring
 
     @staticmethod
-    def _associated_data(connection_id: UUID) -> str:
-        return f"tendril:connection:{connection_id}"
+    def _associated_data(row_id: UUID, kind: Sealed) -> str:
+        return f"tendril:{kind}:{row_id}"
 
-    def seal(self, connection_id: UUID, fields: Mapping[str, str]) -> str:
+    def seal(self, row_id: UUID, fields: Mapping[str, str], *, kind: Sealed = "connection") -> str:
         plaintext = json.dumps(dict(fields), separators=(",", ":")).encode()
-        return self.keyring.seal(plaintext, associated_data=self._associated_data(connection_id))
+        return self.keyring.seal(plaintext, associated_data=self._associated_data(row_id, kind))
 
-    def open(self, connection_id: UUID, sealed: str) -> dict[str, str]:
-        plaintext = self.keyring.open(sealed, associated_data=self._associated_data(connection_id))
+    def open(self, row_id: UUID, sealed: str, *, kind: Sealed = "connection") -> dict[str, str]:
+        plaintext = self.keyring.open(sealed, associated_data=self._associated_data(row_id, kind))
         try:
             fields = json.loads(plaintext)
         except json.JSONDecodeError as exc:
@@ -31,9 +36,11 @@ class CredentialVault:
             raise CryptoError("credential record is not a JSON object")
         return {str(key): str(value) for key, value in fields.items()}
 
-    def reseal(self, connection_id: UUID, sealed: str) -> str | None:
+    def reseal(self, row_id: UUID, sealed: str, *, kind: Sealed = "connection") -> str | None:
         """The same credential sealed with the primary key, or None when it already is."""
         if self.keyring.sealed_key_id(sealed) == self.keyring.primary_key_id:
             return None
-        plaintext = self.keyring.open(sealed, associated_data=self._associated_data(connection_id))
-        return self.keyring.seal(plaintext, associated_data=self._associated_data(connection_id))
+        associated_data = self._associated_data(row_id, kind)
+        return self.keyring.seal(
+            self.keyring.open(sealed, associated_data=associated_data), associated_data=associated_data
+        )

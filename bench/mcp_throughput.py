@@ -108,6 +108,9 @@ class RawHttp:
     async def delete(self, headers: dict[str, str]) -> Reply:
         return await self._send("DELETE", headers, b"")
 
+    async def get(self, headers: dict[str, str]) -> Reply:
+        return await self._send("GET", headers, b"")
+
     async def aclose(self) -> None:
         if self._streams is not None:
             self._streams[1].close()

@@ -22,6 +22,7 @@ from auth.credentials import CredentialVault
 from connectors import ActionRunner, Backoff, RetryPolicy, load_catalog
 from server.core import Core
 from server.core.connections import Connections
+from server.core.credentials import Credentials
 from server.core.events import ChangeEvents
 from server.core.files import FileService
 from server.core.gcs_grants import GcsGrants, parse_setting
@@ -31,6 +32,7 @@ from server.core.links import MCP_PATH, Links
 from server.core.oauth import OAuthFlow
 from server.core.oauth_clients import OAuthClients
 from server.core.push import JobPusher, PushSettings
+from server.core.rate_limits import LocalWindows, RateLimits, SharedWindows
 from server.core.throttle import AuthThrottle
 from server.core.waiters import ConnectionWaiters
 from server.core.webhooks.endpoints import WebhookEndpoints
@@ -45,9 +47,11 @@ from server.web.ingress import WebhookIngress
 from server.web.openapi import build_document
 from server.web.pages import page_routes
 from storage import db
+from storage.credentials import CredentialStore
 from storage.flows import FlowStore
 from storage.jobs import JobQueue, WebhookStore
 from storage.notices import ChangeNotices
+from storage.rate_windows import RateWindowStore
 from storage.repositories import Store, utcnow
 
 JOB_RETRY_CAP_SECONDS = 600
@@ -94,6 +98,15 @@ def build_core(
         per_client=settings.auth_failures_per_client, per_key_prefix=settings.auth_failures_per_key_prefix
     )
     identity = Identity(store, flows, catalog, throttle)
+    timestamp = lambda: clock().timestamp()  # noqa: E731
+    rate_limits = RateLimits(
+        SharedWindows(RateWindowStore(engine), timestamp)
+        if engine.dialect.name == "postgresql"
+        else LocalWindows(),
+        api_default=settings.api_rate_limit,
+        tool_call_default=settings.agent_tool_call_rate_limit,
+        clock=timestamp,
+    )
     job_backoff = Backoff(settings.job_retry_base_seconds, JOB_RETRY_CAP_SECONDS)
     queue = JobQueue(engine, clock, backoff=job_backoff.delay)
     writer = DeliveryWriter(hooks, events)
@@ -112,6 +125,9 @@ def build_core(
         links=links,
         identity=identity,
         connections=connections,
+        credentials=Credentials(
+            store=CredentialStore(engine, clock), vault=vault, catalog=catalog, connections=connections
+        ),
         oauth=OAuthFlow(
             catalog=catalog,
             clients=oauth_clients,
@@ -143,6 +159,7 @@ def build_core(
         ingest=ingest,
         events=events,
         waiters=waiters,
+        rate_limits=rate_limits,
         derive_key=keyring.derive,
         _engine=engine,
         _hooks=hooks,

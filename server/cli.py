@@ -232,9 +232,11 @@ def cmd_gcs_grants(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_crypto_rotate(settings: Settings, args: argparse.Namespace) -> int:
     async def work(core: Core) -> int:
         resealed, unchanged = await core.connections.reseal_all()
+        objects_resealed, objects_unchanged = await core.credentials.reseal_all()
         _say(
-            f"re-encrypted {resealed} credential(s) with key {core.connections.primary_key_id}; "
-            f"{unchanged} already used it"
+            f"re-encrypted {resealed} connection credential(s) and {objects_resealed} credential "
+            f"object(s) with key {core.connections.primary_key_id}; "
+            f"{unchanged + objects_unchanged} already used it"
         )
         return 0
 

@@ -74,6 +74,21 @@ class Settings(BaseSettings):
     auth_failures_per_key_prefix: int = Field(
         10, ge=1, description="Failed checks of keys sharing their first 12 characters, per minute."
     )
+    api_rate_limit: int = Field(
+        100,
+        ge=1,
+        description="Requests per minute an API key may make, unless it has a limit of its own; also "
+        "what one address may make without a valid key.",
+    )
+    agent_tool_call_rate_limit: int = Field(
+        120, ge=1, description="MCP tool calls per minute an agent may make, unless it has its own limit."
+    )
+    rate_limit_sync_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="On PostgreSQL, how often each replica adds its request counts to the shared ones "
+        "(sooner as a limit nears).",
+    )
     action_timeout_seconds: float = Field(30.0, gt=0, description="Deadline for one provider action.")
     max_retry_wait_seconds: float = Field(
         10.0, ge=0, description="Longest rate-limit wait Tendril sits out itself before telling the caller."

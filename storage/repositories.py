@@ -54,6 +54,7 @@ class ApiKeyRecord:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    rate_limit: int | None = None  # requests per minute; None: the server's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class AgentRecord:
     key_prefix: str
     created_at: datetime
     updated_at: datetime
+    tool_rate_limit: int | None = None  # tool calls per minute; None: the server's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class ConnectionRecord:
     auth_method: str = "api_key"
     scopes: tuple[str, ...] | None = None
     token_expires_at: datetime | None = None
+    credential_id: UUID | None = None  # the credential object it was made from, if any
 
 
 def _api_key(row: sa.Row[Any]) -> ApiKeyRecord:
@@ -97,6 +100,7 @@ def _api_key(row: sa.Row[Any]) -> ApiKeyRecord:
         m["created_at"],
         m["last_used_at"],
         m["revoked_at"],
+        m["rate_limit"],
     )
 
 
@@ -110,6 +114,7 @@ def _agent(row: sa.Row[Any]) -> AgentRecord:
         m["key_prefix"],
         m["created_at"],
         m["updated_at"],
+        m["tool_rate_limit"],
     )
 
 
@@ -131,6 +136,7 @@ def _connection(row: sa.Row[Any]) -> ConnectionRecord:
         m["auth_method"],
         tuple(m["scopes"]) if m["scopes"] is not None else None,
         m["token_expires_at"],
+        m["credential_id"],
     )
 
 
@@ -200,10 +206,17 @@ class Store:
 
     # -- API keys ---------------------------------------------------------------------------
     async def create_api_key(
-        self, owner_id: UUID, *, name: str, key_hash: str, key_prefix: str, permissions: Sequence[str]
+        self,
+        owner_id: UUID,
+        *,
+        name: str,
+        key_hash: str,
+        key_prefix: str,
+        permissions: Sequence[str],
+        rate_limit: int | None = None,
     ) -> ApiKeyRecord:
         record = ApiKeyRecord(
-            uuid.uuid4(), owner_id, name, key_prefix, tuple(permissions), self.clock(), None, None
+            uuid.uuid4(), owner_id, name, key_prefix, tuple(permissions), self.clock(), None, None, rate_limit
         )
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -215,9 +228,20 @@ class Store:
                     key_prefix=key_prefix,
                     permissions=list(permissions),
                     created_at=record.created_at,
+                    rate_limit=rate_limit,
                 )
             )
         return record
+
+    async def update_api_key(self, owner_id: UUID, key_id: UUID, **values: Any) -> ApiKeyRecord | None:
+        """Change a live key's name or rate_limit; None when the owner has no such live key."""
+        table = schema.api_keys
+        live = (table.c.id == key_id, table.c.owner_id == owner_id, table.c.revoked_at.is_(None))
+        async with self.engine.begin() as conn:
+            if values:
+                await conn.execute(table.update().where(*live).values(**values))
+            row = (await conn.execute(sa.select(table).where(*live))).first()
+        return _api_key(row) if row else None
 
     async def api_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         """The live key with this digest, touching its last-used time."""
@@ -253,10 +277,19 @@ class Store:
 
     # -- agents -----------------------------------------------------------------------------
     async def create_agent(
-        self, owner_id: UUID, *, name: str, allowed_connectors: Sequence[str], key_hash: str, key_prefix: str
+        self,
+        owner_id: UUID,
+        *,
+        name: str,
+        allowed_connectors: Sequence[str],
+        key_hash: str,
+        key_prefix: str,
+        tool_rate_limit: int | None = None,
     ) -> AgentRecord:
         now = self.clock()
-        record = AgentRecord(uuid.uuid4(), owner_id, name, tuple(allowed_connectors), key_prefix, now, now)
+        record = AgentRecord(
+            uuid.uuid4(), owner_id, name, tuple(allowed_connectors), key_prefix, now, now, tool_rate_limit
+        )
         async with self.engine.begin() as conn:
             if await self._agent_name_taken(conn, owner_id, name):
                 raise AlreadyExists(f"an agent named {name!r} already exists")
@@ -270,6 +303,7 @@ class Store:
                     key_prefix=key_prefix,
                     created_at=now,
                     updated_at=now,
+                    tool_rate_limit=tool_rate_limit,
                 )
             )
         return record
@@ -324,9 +358,11 @@ class Store:
         *,
         name: str | None = None,
         allowed_connectors: Sequence[str] | None = None,
+        **limits: int | None,
     ) -> AgentRecord | None:
+        """`tool_rate_limit=` (None: back to the default) changes the agent's limit; absent, it stays."""
         table = schema.agents
-        values: dict[str, Any] = {"updated_at": self.clock()}
+        values: dict[str, Any] = {"updated_at": self.clock(), **limits}
         if name is not None:
             values["name"] = name
         if allowed_connectors is not None:
@@ -393,6 +429,7 @@ class Store:
         label: str,
         config: Mapping[str, Any],
         auth_method: str = "api_key",
+        credential_id: UUID | None = None,
     ) -> ConnectionRecord:
         now = self.clock()
         record = ConnectionRecord(
@@ -409,6 +446,7 @@ class Store:
             now,
             None,
             auth_method,
+            credential_id=credential_id,
         )
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -424,6 +462,7 @@ class Store:
                     created_at=now,
                     updated_at=now,
                     auth_method=auth_method,
+                    credential_id=credential_id,
                 )
             )
         return record
@@ -449,10 +488,13 @@ class Store:
         connector_slugs: Sequence[str] | None = None,
         status: str | None = None,
         label: str | None = None,
+        credential_id: UUID | None = None,
     ) -> list[ConnectionRecord]:
         """The owner's live connections, newest first."""
         table = schema.connections
         query = sa.select(table).where(table.c.owner_id == owner_id, table.c.deleted_at.is_(None))
+        if credential_id is not None:
+            query = query.where(table.c.credential_id == credential_id)
         if connector_slugs is not None:
             query = query.where(table.c.connector_slug.in_(list(connector_slugs)))
         if status is not None:

@@ -88,6 +88,8 @@ api_keys = sa.Table(
     _created(),
     sa.Column("last_used_at", UTCDateTime()),
     sa.Column("revoked_at", UTCDateTime()),
+    # Requests per minute this key may make; NULL: the server's default (TENDRIL_API_RATE_LIMIT).
+    sa.Column("rate_limit", sa.Integer()),
     sa.Index(None, "owner_id"),
 )
 
@@ -106,6 +108,31 @@ agents = sa.Table(
     # Push delivery of the agent's jobs: where to POST them, and the HMAC secret (sealed).
     sa.Column("delivery_url", sa.String(2000)),
     sa.Column("sealed_delivery_secret", sa.Text()),
+    # MCP tool calls per minute; NULL: the server's default (TENDRIL_AGENT_TOOL_CALL_RATE_LIMIT).
+    sa.Column("tool_rate_limit", sa.Integer()),
+    sa.Index(None, "owner_id"),
+)
+
+# A credential as an object of its own: sealed once here, and a copy sealed into each connection it
+# backs (connections read only their own copy; rotating the credential re-seals every copy).
+credentials = sa.Table(
+    "credentials",
+    metadata,
+    _id(),
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.String(1000), nullable=False, server_default=""),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("provider", sa.String(64), nullable=False),
+    # AES-256-GCM ciphertext sealed by auth.crypto with the credential's id; never plaintext.
+    sa.Column("data", sa.Text(), nullable=False),
+    # The names of the fields inside `data` (shown to the owner; the values never are).
+    sa.Column("fields", sa.JSON(), nullable=False),
+    sa.Column("metadata", sa.JSON(), nullable=False),
+    # Non-secret facts the provider told when the data was verified (workspace, bot name, ...).
+    sa.Column("account", sa.JSON(), nullable=False),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Index(None, "owner_id"),
 )
 
@@ -132,7 +159,21 @@ connections = sa.Table(
     sa.Column("token_expires_at", UTCDateTime()),
     # Cross-process refresh lock: whoever sets it (compare-and-set) refreshes; it expires by itself.
     sa.Column("refresh_lock_until", UTCDateTime()),
+    # The credential object whose copy this connection holds, if it was made from one.
+    sa.Column("credential_id", sa.Uuid(), sa.ForeignKey("credentials.id", ondelete="SET NULL")),
     sa.Index(None, "owner_id", "connector_slug"),
+    sa.Index(None, "credential_id"),
+)
+
+# Request counts per rate-limit bucket (an API key, an agent's tool calls), shared by the replicas
+# on PostgreSQL: each adds its hits here now and then and reads back everyone's. A window starts
+# with its first request and ends `window_end` (Unix seconds).
+rate_windows = sa.Table(
+    "rate_windows",
+    metadata,
+    sa.Column("bucket", sa.String(200), primary_key=True),
+    sa.Column("hits", sa.Integer(), nullable=False),
+    sa.Column("window_end", sa.Float(), nullable=False),
 )
 
 oauth_states = sa.Table(

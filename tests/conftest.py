@@ -145,6 +145,9 @@ def settings(database_url: str, tmp_path: Path, fakes: Fakes, master_key: str, g
         # Tests that send wrong keys on purpose are not about throttling (tests/security/ is).
         auth_failures_per_client=100_000,
         auth_failures_per_key_prefix=100_000,
+        # Nor are tests that make many requests with one key (tests/server/test_rate_limits.py is).
+        api_rate_limit=100_000,
+        agent_tool_call_rate_limit=100_000,
         connectors={
             "slack": ConnectorSettings(api_base=fakes.slack_url),
             "telegram": ConnectorSettings(api_base=fakes.telegram_url),

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from connectors import ActionRunner, Catalog
 from server.core.connections import Connections
+from server.core.credentials import Credentials
 from server.core.events import ChangeEvents
 from server.core.files import FileService
 from server.core.identity import Identity
@@ -24,6 +25,7 @@ from server.core.jobs import Jobs
 from server.core.links import Links
 from server.core.oauth import OAuthFlow
 from server.core.push import JobPusher, PushSettings
+from server.core.rate_limits import RateLimits
 from server.core.waiters import ConnectionWaiters
 from server.core.webhooks.endpoints import WebhookEndpoints
 from server.core.webhooks.ingest import WebhookIngest
@@ -43,6 +45,7 @@ class Core:
     links: Links
     identity: Identity
     connections: Connections
+    credentials: Credentials
     oauth: OAuthFlow
     files: FileService
     jobs: Jobs
@@ -51,6 +54,7 @@ class Core:
     ingest: WebhookIngest
     events: ChangeEvents
     waiters: ConnectionWaiters
+    rate_limits: RateLimits
     # Keys derived from the master key for other purposes (sealing MCP request state).
     derive_key: Callable[[bytes], bytes]
     # Machinery the use cases run on, started and stopped by `running()`.
@@ -64,6 +68,7 @@ class Core:
         """Bring the database schema up to date and check the master key opens what is stored."""
         await db.upgrade(self._engine)
         await self.connections.check_master_key()
+        await self.credentials.check_master_key()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Core]:
@@ -76,11 +81,13 @@ class Core:
                 background.start_soon(self._pusher.run)
                 background.start_soon(self._writer.run)
                 background.start_soon(self.events.run)
+                background.start_soon(self.rate_limits.run, self.settings.rate_limit_sync_seconds)
                 yield self
                 # Ask the loops to finish their current round; cancel only those that overstay.
                 self._pusher.stop()
                 self._writer.stop()
                 self.events.stop()
+                self.rate_limits.stop()
                 background.cancel_scope.deadline = anyio.current_time() + BACKGROUND_STOP_SECONDS
         finally:
             await self.aclose()

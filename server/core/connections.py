@@ -25,7 +25,7 @@ from auth.oauth import OAuthFailure
 from auth.tokens import ReauthorizationNeeded, TokenKeeper
 from connectors import Action, ActionRunner, Catalog, Connector, HookRef, HookRequest, RegisteredHook
 from connectors.errors import ConnectorError, InvalidCredentials, NotConnected, RateLimited, UpstreamError
-from server.core.errors import Invalid, NotFound, Upstream
+from server.core.errors import Conflict, Invalid, NotFound, Upstream
 from server.core.links import Links
 from server.core.oauth_clients import OAuthClients
 from server.core.waiters import ConnectionWaiters
@@ -126,9 +126,12 @@ class Connections:
         *,
         connector_slugs: Sequence[str] | None = None,
         status: ConnectionStatus | None = None,
+        credential_id: UUID | None = None,
     ) -> list[ConnectionRecord]:
-        """The owner's live connections, newest first."""
-        return await self._store.list_connections(owner_id, connector_slugs=connector_slugs, status=status)
+        """The owner's live connections (those made from one credential object), newest first."""
+        return await self._store.list_connections(
+            owner_id, connector_slugs=connector_slugs, status=status, credential_id=credential_id
+        )
 
     async def active_by_connector(
         self, owner_id: UUID, slugs: Sequence[str]
@@ -170,6 +173,49 @@ class Connections:
             auth_method=self.auth_mode(connector),
         )
         return record, True
+
+    async def add_from_credential(
+        self,
+        owner_id: UUID,
+        connector: Connector,
+        *,
+        label: str,
+        config: Mapping[str, ConfigValue] | None,
+        credential_id: UUID,
+        fields: Mapping[str, str],
+        account: Mapping[str, Any],
+    ) -> ConnectionRecord:
+        """A new connection holding its own sealed copy of a verified credential object's data,
+        active at once. Its label must be free among the owner's live connections of the connector."""
+        self._check_usable(connector)
+        label = clean_label(label)
+        checked = self._check_config(connector, config)
+        taken = await self._store.list_connections(owner_id, connector_slugs=[connector.slug], label=label)
+        if taken:
+            raise Conflict(f"a {connector.spec.name} connection named {label!r} already exists")
+        record = await self._store.create_connection(
+            owner_id,
+            connector_slug=connector.slug,
+            label=label,
+            config=checked,
+            auth_method="api_key",
+            credential_id=credential_id,
+        )
+        activated = await self.activate(
+            record, sealed_credentials=self._vault.seal(record.id, fields), account=account
+        )
+        if activated is None:  # revoked before it was ever shown: nobody can have done that
+            raise Conflict("the new connection changed while it was being made; try again")
+        return activated
+
+    async def reseal_from_credential(
+        self, connection: ConnectionRecord, fields: Mapping[str, str], account: Mapping[str, Any]
+    ) -> ConnectionRecord | None:
+        """A rotated credential object's new data, sealed into a connection it backs (active again
+        if it needed reconnecting); None if the connection was revoked meanwhile."""
+        return await self.activate(
+            connection, sealed_credentials=self._vault.seal(connection.id, fields), account=account
+        )
 
     async def add_file(
         self, owner_id: UUID, connector: Connector, *, label: str, config: Mapping[str, Any]
@@ -249,6 +295,19 @@ class Connections:
             fields[key] = text
         return fields
 
+    async def verify(self, connector: Connector, fields: Mapping[str, str]) -> dict[str, Any]:
+        """Ask the provider whether a credential works; its non-secret account facts if it does."""
+        try:
+            return await self._runner.verify(connector, fields)
+        except InvalidCredentials as exc:
+            raise Invalid(f"{connector.spec.name} rejected the credential: {exc.message}") from None
+        except RateLimited:
+            raise  # answered like any rate-limited call, with when to retry
+        except ConnectorError as exc:
+            raise Upstream(
+                f"could not verify the credential with {connector.spec.name}: {exc.message}"
+            ) from None
+
     async def submit_credentials(
         self, owner_id: UUID, connection_id: UUID, submitted: Mapping[str, object]
     ) -> ConnectionRecord:
@@ -258,16 +317,7 @@ class Connections:
         if not connector.spec.credential_fields:
             raise Invalid(f"connector {connector.slug} does not take API-key credentials")
         fields = self.check_credentials(connector, submitted)
-        try:
-            account = await self._runner.verify(connector, fields)
-        except InvalidCredentials as exc:
-            raise Invalid(f"{connector.spec.name} rejected the credential: {exc.message}") from None
-        except RateLimited:
-            raise  # answered like any rate-limited call, with when to retry
-        except ConnectorError as exc:
-            raise Upstream(
-                f"could not verify the credential with {connector.spec.name}: {exc.message}"
-            ) from None
+        account = await self.verify(connector, fields)
         activated = await self.activate(
             record, sealed_credentials=self._vault.seal(record.id, fields), account=account
         )

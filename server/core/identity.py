@@ -12,6 +12,8 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
+from typing import Literal
 from uuid import UUID
 
 from auth import api_keys
@@ -22,6 +24,25 @@ from storage.flows import FlowStore, WebSession
 from storage.repositories import AgentRecord, AlreadyExists, ApiKeyRecord, Owner, Store
 
 SESSION_TTL = timedelta(hours=12)
+RATE_LIMIT_MAX = 1_000_000  # requests or tool calls per minute one key or agent may be given
+
+
+class Keep(Enum):
+    """An update that leaves a value as it is (None would mean "back to the default")."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+LimitChange = int | None | Literal[Keep.KEEP]
+
+
+def check_rate_limit(value: int | None, field: str) -> int | None:
+    if value is not None and not 1 <= value <= RATE_LIMIT_MAX:
+        raise Invalid(f"{field} must be between 1 and {RATE_LIMIT_MAX} per minute, or null", field=field)
+    return value
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
 _MAX_SESSION_TOKEN = 200
 
@@ -33,6 +54,7 @@ class OwnerPrincipal:
     owner_id: UUID
     key_id: UUID
     permissions: tuple[str, ...]
+    rate_limit: int | None = None  # requests per minute; None: the server's default
 
     def require(self, permission: api_keys.Permission) -> None:
         if not api_keys.grants(self.permissions, permission):
@@ -46,10 +68,11 @@ class AgentPrincipal:
     agent_id: UUID
     owner_id: UUID
     allowed_connectors: frozenset[str]
+    tool_rate_limit: int | None = None  # tool calls per minute; None: the server's default
 
     @classmethod
     def of(cls, agent: AgentRecord) -> AgentPrincipal:
-        return cls(agent.id, agent.owner_id, frozenset(agent.allowed_connectors))
+        return cls(agent.id, agent.owner_id, frozenset(agent.allowed_connectors), agent.tool_rate_limit)
 
     def allows(self, slug: str) -> bool:
         return slug in self.allowed_connectors
@@ -108,9 +131,15 @@ class Identity:
 
     # -- API keys ---------------------------------------------------------------------------------
     async def create_api_key(
-        self, owner_id: UUID, *, name: str, permissions: Sequence[str] | None = None
+        self,
+        owner_id: UUID,
+        *,
+        name: str,
+        permissions: Sequence[str] | None = None,
+        rate_limit: int | None = None,
     ) -> CreatedKey:
         check_name(name, "key name")
+        check_rate_limit(rate_limit, "rateLimit")
         if permissions is not None and not permissions:
             raise Invalid(
                 "permissions must name at least one of " + ", ".join(api_keys.PERMISSIONS),
@@ -125,9 +154,29 @@ class Identity:
             )
         key = api_keys.new_key()
         record = await self._store.create_api_key(
-            owner_id, name=name, key_hash=key.digest, key_prefix=key.display_prefix, permissions=chosen
+            owner_id,
+            name=name,
+            key_hash=key.digest,
+            key_prefix=key.display_prefix,
+            permissions=chosen,
+            rate_limit=rate_limit,
         )
         return CreatedKey(record, key.plaintext)
+
+    async def update_api_key(
+        self, owner_id: UUID, key_id: UUID, *, name: str | None = None, rate_limit: LimitChange = KEEP
+    ) -> ApiKeyRecord:
+        """Rename a live key or change its rate limit (None: back to the server's default)."""
+        values: dict[str, object] = {}
+        if name is not None:
+            check_name(name, "key name")
+            values["name"] = name
+        if rate_limit is not KEEP:
+            values["rate_limit"] = check_rate_limit(rate_limit, "rateLimit")
+        record = await self._store.update_api_key(owner_id, key_id, **values)
+        if record is None:
+            raise NotFound("API key not found")
+        return record
 
     async def list_api_keys(self, owner_id: UUID) -> list[ApiKeyRecord]:
         return await self._store.list_api_keys(owner_id)
@@ -146,7 +195,7 @@ class Identity:
         if record is None:
             self.throttle.failed(client, presented, "API key")
             raise Unauthenticated("invalid or revoked API key")
-        return OwnerPrincipal(record.owner_id, record.id, record.permissions)
+        return OwnerPrincipal(record.owner_id, record.id, record.permissions, record.rate_limit)
 
     # -- agents -----------------------------------------------------------------------------------
     def check_allowed_connectors(self, slugs: Sequence[str]) -> list[str]:
@@ -157,9 +206,15 @@ class Identity:
         return list(dict.fromkeys(slugs))
 
     async def create_agent(
-        self, owner_id: UUID, *, name: str, allowed_connectors: Sequence[str]
+        self,
+        owner_id: UUID,
+        *,
+        name: str,
+        allowed_connectors: Sequence[str],
+        tool_rate_limit: int | None = None,
     ) -> CreatedAgent:
         check_name(name, "agent name")
+        check_rate_limit(tool_rate_limit, "toolCallRateLimit")
         allowed = self.check_allowed_connectors(allowed_connectors)
         key = api_keys.new_key(api_keys.AGENT_KEY_PREFIX)
         try:
@@ -169,6 +224,7 @@ class Identity:
                 allowed_connectors=allowed,
                 key_hash=key.digest,
                 key_prefix=key.display_prefix,
+                tool_rate_limit=tool_rate_limit,
             )
         except AlreadyExists as exc:
             raise Conflict(str(exc)) from None
@@ -190,16 +246,21 @@ class Identity:
         *,
         name: str | None = None,
         allowed_connectors: Sequence[str] | None = None,
+        tool_rate_limit: LimitChange = KEEP,
     ) -> AgentRecord:
+        """Rename an agent, change what it may use, or its tool-call limit (None: the default)."""
         await self.agent(owner_id, agent_id)
         if name is not None:
             check_name(name, "agent name")
         allowed = (
             self.check_allowed_connectors(allowed_connectors) if allowed_connectors is not None else None
         )
+        limits = {}
+        if tool_rate_limit is not KEEP:
+            limits["tool_rate_limit"] = check_rate_limit(tool_rate_limit, "toolCallRateLimit")
         try:
             updated = await self._store.update_agent(
-                owner_id, agent_id, name=name, allowed_connectors=allowed
+                owner_id, agent_id, name=name, allowed_connectors=allowed, **limits
             )
         except AlreadyExists as exc:
             raise Conflict(str(exc)) from None

@@ -49,13 +49,21 @@ class AgentKeyVerifier:
             client_id=str(agent.id),
             scopes=[],
             subject=str(agent.owner_id),
-            claims={"allowed_connectors": list(agent.allowed_connectors)},
+            claims={
+                "allowed_connectors": list(agent.allowed_connectors),
+                "tool_rate_limit": agent.tool_rate_limit,
+            },
         )
 
 
 def caller_from_token(token: AccessToken) -> Caller:
-    allowed = (token.claims or {}).get("allowed_connectors", [])
-    return Caller(UUID(token.client_id), UUID(str(token.subject)), frozenset(allowed))
+    claims = token.claims or {}
+    return Caller(
+        UUID(token.client_id),
+        UUID(str(token.subject)),
+        frozenset(claims.get("allowed_connectors", [])),
+        claims.get("tool_rate_limit"),
+    )
 
 
 def _http_user(ctx: ServerRequestContext[Any]) -> AuthenticatedUser | None:

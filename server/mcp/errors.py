@@ -16,6 +16,7 @@ from mcp.shared.exceptions import MCPError
 
 from connectors.errors import ConnectorError, RateLimited
 from server.core import errors as domain
+from server.core.throttle import Throttled
 from server.logs import log_unexpected
 
 RESOURCE_NOT_FOUND = -32002  # the spec's code for resources/read of an unknown URI
@@ -55,6 +56,9 @@ def tool_failure(error: BaseException, tool: str) -> types.CallToolResult:
         if isinstance(error, RateLimited):
             message += f" (retry in {error.retry_after:g}s)"
         return tool_error(message, error.facts())
+    if isinstance(error, Throttled):
+        facts = {"code": "rate_limited", "message": error.message, "retryAfter": int(error.retry_after)}
+        return tool_error(error.message, facts)
     if isinstance(error, domain.DomainError):
         facts: dict[str, Any] = {"code": _code(error), "message": error.message}
         if isinstance(error, domain.Invalid) and error.field:

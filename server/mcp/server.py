@@ -61,7 +61,7 @@ async def _set_logging_level(
 def build_mcp_server(core: Core, resolve_caller: CallerResolver) -> McpServer:
     jobs = JobTools(core.jobs)
     connect_flow = ConnectFlow(core.connections, core.catalog, core.waiters, core.links)
-    tools = ToolHandlers(core.catalog, core.connections, connect_flow, jobs, resolve_caller)
+    tools = ToolHandlers(core.catalog, core.connections, connect_flow, jobs, resolve_caller, core.rate_limits)
     resources = ResourceHandlers(core.files, jobs, resolve_caller)
 
     async def complete(

@@ -12,6 +12,7 @@ from mcp.shared.exceptions import MCPError
 from connectors import Action, Catalog, Connector
 from connectors.errors import InvalidInput, NotConnected
 from server.core.connections import Connections
+from server.core.rate_limits import OverQuota, RateLimits
 from server.mcp import definitions, errors
 from server.mcp.caller import Caller, CallerResolver
 from server.mcp.connect_flow import WAIT_TOOL, WAIT_TOOL_DEFINITION, ConnectFlow, not_connected_result
@@ -52,7 +53,9 @@ class ToolHandlers:
         connect_flow: ConnectFlow,
         jobs: JobTools,
         resolve_caller: CallerResolver,
+        rate_limits: RateLimits,
     ) -> None:
+        self._rate_limits = rate_limits
         self._catalog = catalog
         self._connections = connections
         self._connect = connect_flow
@@ -82,6 +85,10 @@ class ToolHandlers:
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult | types.InputRequiredResult:
         caller = await self._resolve_caller(ctx)
+        try:
+            await self._rate_limits.tool_call(caller.agent_id, caller.tool_rate_limit)
+        except OverQuota as over:
+            return errors.tool_failure(over, params.name)  # a result the model can wait out, not a drop
         if params.name == WAIT_TOOL and self._visible_connectors(caller):
             return await self._connect.wait_tool(caller, params.arguments or {})
         if self._jobs.offers(caller, params.name):

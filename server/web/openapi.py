@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 from server.web.api.endpoint import ApiSpec
 from server.web.errors import ErrorBody, HttpProblem
 from server.web.pages.session import COOKIE, PageSpec
-from server.web.reading import guarded
+from server.web.quotas import keyless
 
 OPENAPI_PATH = "/api/v1/openapi"
 
@@ -417,4 +417,4 @@ async def openapi_document(request: Request) -> Response:
             return Response(text, media_type="application/yaml")
         raise HttpProblem(400, "format must be json or yaml")
 
-    return await guarded(request, work)
+    return await keyless(request, work)

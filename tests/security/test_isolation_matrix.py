@@ -18,8 +18,9 @@ from starlette.routing import Route
 
 from auth.api_keys import Permission
 from server.web.api.actions import AlloyCall, ConnectOnce
-from server.web.api.agents import AgentChanges, NewAgent, NewApiKey
+from server.web.api.agents import AgentChanges, ApiKeyChanges, NewAgent, NewApiKey
 from server.web.api.connections import CredentialSubmission, RunAction, StartConnection, UpdateConnection
+from server.web.api.credentials import CREDENTIAL_ID, CredentialChanges, NewConnectorInstance, NewCredential
 from server.web.api.endpoint import ApiSpec
 from server.web.api.files import NewFileConnector
 from server.web.api.webhooks import DeliveryTarget, NewEndpoint
@@ -46,9 +47,21 @@ def sample_bodies(world: World) -> dict[type[Any], Any]:
         NewAgent: {"name": "matrix-agent", "allowedConnectors": ["telegram"]},
         AgentChanges: {"name": "renamed-by-matrix"},
         NewApiKey: {"name": "matrix-key", "permissions": ["read"]},
+        ApiKeyChanges: {"rateLimit": 1},
         NewEndpoint: {"provider": "github", "secrets": {"secret": "matrix-secret"}},
         DeliveryTarget: {"url": "https://push.example/jobs", "secret": "matrix-secret-0123456789"},
         NewFileConnector: {"name": "matrix file", "type": "local_file"},
+        NewCredential: {
+            "name": "matrix credential",
+            "provider": "telegram",
+            "data": {"bot_token": TELEGRAM_TOKEN},
+        },
+        CredentialChanges: {"name": "renamed by the matrix"},
+        NewConnectorInstance: {
+            "name": "matrix instance",
+            "type": "telegram",
+            "credentialId": ids["credential"],
+        },
     }
 
 
@@ -62,6 +75,8 @@ def fill(template: str, spec: ApiSpec | None, world: World) -> str:
         "job id": world.ids["job"],
     }
     values = {name: kinds[what] for name, what in (spec.ids.items() if spec else ())}
+    if spec and spec.path.get("id") == CREDENTIAL_ID:
+        values["id"] = world.ids["credential"]
     values |= {
         "action": "send_message",
         "connector": "telegram",
@@ -98,11 +113,14 @@ def api_probes(world: World) -> list[Probe]:
                     f"the matrix has no sample body for {spec.body.__name__} ({route.path})"
                 )
             body = bodies.get(spec.body) if spec.body else None
-            targets = bool(spec.ids) or "{ref}" in route.path or (spec.body is AlloyCall)
+            targets = (
+                bool(spec.ids)
+                or "{ref}" in route.path
+                or spec.path.get("id") == CREDENTIAL_ID
+                or spec.body in (AlloyCall, NewConnectorInstance)
+            )
             probes.append(
-                Probe(
-                    method, fill(route.path, spec, world), route.path, spec.permission, body, targets
-                )
+                Probe(method, fill(route.path, spec, world), route.path, spec.permission, body, targets)
             )
     assert len(probes) > 30
     return probes

@@ -22,7 +22,8 @@ class World:
     bob: Owner
     keys: dict[str, str]  # Alice's keys by the permissions they hold: "read", "write", "execute", "basic"
     agent_key: str  # Alice's agent, allowed telegram, github and local_file
-    ids: dict[str, str]  # Alice's things by kind: connection, pending, agent, key, endpoint, job, file
+    ids: dict[str, str]  # Alice's things by kind: connection, pending, agent, key, endpoint, job, file,
+    # credential and the connector instance made from it
     secrets: list[str] = field(default_factory=list)  # what must never reach Bob
 
     def alice_http(self) -> httpx.AsyncClient:
@@ -41,6 +42,7 @@ class World:
                 ("endpoints", "/api/v1/webhook-endpoints"),
                 ("jobs", "/api/v1/jobs"),
                 ("files", "/connectors"),
+                ("credentials", "/api/v1/credentials"),
             ):
                 state[name] = (await http.get(path)).json()
             for item in state["keys"]:
@@ -113,8 +115,26 @@ async def build_world(tendril: Tendril) -> World:
         await http.post(
             f"/connectors/{made_file['id']}:upload", content=f"{SENTINEL} file content\n".encode()
         )
+        credential = (
+            await http.post(
+                "/api/v1/credentials",
+                json={
+                    "name": f"{SENTINEL} credential",
+                    "provider": "telegram",
+                    "data": {"bot_token": TELEGRAM_TOKEN},
+                },
+            )
+        ).json()
+        instance = (
+            await http.post(
+                "/api/v1/connectors",
+                json={"name": f"{SENTINEL} instance", "type": "telegram", "credentialId": credential["id"]},
+            )
+        ).json()
     ids = {
         "connection": connection,
+        "credential": credential["id"],
+        "instance": instance["id"],
         "pending": pending["connection"]["id"],
         "agent": agent["agent"]["id"],
         "key": extra_key,

@@ -17,9 +17,9 @@ import yaml
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
+from server.settings import Settings
 from server.web.api import api_not_found
 from server.web.api.endpoint import ApiSpec
-from server.settings import Settings
 from tests.conftest import Tendril
 from tests.support.cli import run_cli
 

@@ -329,7 +329,15 @@ export interface paths {
          */
         get: operations["listConnectors"];
         put?: never;
-        post?: never;
+        /**
+         * Create a connector instance
+         * @description A connection of the connector `type` on a stored credential, active at once once the provider
+         *     accepts the credential, with `config` as its defaults. It is listed under /api/v1/connections and
+         *     offered to agents like any other connection.
+         *
+         *     Needs an API key with the `write` permission.
+         */
+        post: operations["createConnectorInstance"];
         delete?: never;
         options?: never;
         head?: never;
@@ -357,6 +365,68 @@ export interface paths {
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/api/v1/credentials": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List credentials
+         * @description Sanitized: names, providers, field names and the connections each backs; no secret values.
+         *
+         *     Needs an API key with the `read` permission.
+         */
+        get: operations["listCredentials"];
+        put?: never;
+        /**
+         * Store a credential
+         * @description Its data is checked against the provider's credential fields, verified with the provider where
+         *     the connector can, and encrypted at rest. The answer names the fields stored, never their values.
+         *
+         *     Needs an API key with the `write` permission.
+         */
+        post: operations["createCredential"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/credentials/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a credential
+         * @description Needs an API key with the `read` permission.
+         */
+        get: operations["getCredential"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a credential
+         * @description Refused (409) while it backs live connections: revoke those first.
+         *
+         *     Needs an API key with the `write` permission.
+         */
+        delete: operations["deleteCredential"];
+        options?: never;
+        head?: never;
+        /**
+         * Rename, describe or rotate a credential
+         * @description New data is verified with the provider first, then replaces the old in every connection the
+         *     credential backs (connections that needed reconnecting are active again).
+         *
+         *     Needs an API key with the `write` permission.
+         */
+        patch: operations["updateCredential"];
         trace?: never;
     };
     "/api/v1/jobs": {
@@ -444,7 +514,11 @@ export interface paths {
         delete: operations["revokeKey"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Rename an API key or change its rate limit
+         * @description Needs an API key with the `admin` permission.
+         */
+        patch: operations["updateKey"];
         trace?: never;
     };
     "/api/v1/openapi": {
@@ -668,6 +742,12 @@ export interface components {
              * @default null
              */
             allowedConnectors?: string[] | null;
+            /**
+             * Toolcallratelimit
+             * @description A new tool-call limit per minute; null: back to the server's default.
+             * @default null
+             */
+            toolCallRateLimit?: number | null;
         };
         /** AgentList */
         AgentList: components["schemas"]["AgentOut"][];
@@ -693,6 +773,11 @@ export interface components {
              * @description The start of its key, to recognise it.
              */
             keyPrefix: string;
+            /**
+             * Toolcallratelimit
+             * @description MCP tool calls per minute it may make; null: the server's default.
+             */
+            toolCallRateLimit: number | null;
             /**
              * Createdat
              * Format: date-time
@@ -765,6 +850,26 @@ export interface components {
              */
             next_cursor: string | number | null;
         };
+        /**
+         * ApiKeyChanges
+         * @example {
+         *       "rateLimit": 600
+         *     }
+         */
+        ApiKeyChanges: {
+            /**
+             * Name
+             * @description A new name.
+             * @default null
+             */
+            name?: string | null;
+            /**
+             * Ratelimit
+             * @description A new limit in requests per minute; null: back to the server's default.
+             * @default null
+             */
+            rateLimit?: number | null;
+        };
         /** ApiKeyList */
         ApiKeyList: components["schemas"]["ApiKeyOut"][];
         /** ApiKeyOut */
@@ -789,6 +894,11 @@ export interface components {
              * @description read, write, execute and/or admin.
              */
             permissions: string[];
+            /**
+             * Ratelimit
+             * @description Requests per minute it may make; null: the server's default.
+             */
+            rateLimit: number | null;
             /**
              * Createdat
              * Format: date-time
@@ -937,6 +1047,11 @@ export interface components {
              */
             hasCredentials: boolean;
             /**
+             * Credentialid
+             * @description The credential object it was made from, if any.
+             */
+            credentialId: string | null;
+            /**
              * Authmethod
              * @description oauth, api_key or none.
              */
@@ -985,6 +1100,51 @@ export interface components {
          * @enum {string}
          */
         ConnectionStatus: "pending" | "active" | "needs_reauth" | "revoked";
+        /** ConnectorInstanceOut */
+        ConnectorInstanceOut: {
+            /**
+             * Id
+             * @description The connection's id (it is a connection like any other).
+             */
+            id: string;
+            /**
+             * Name
+             * @description Its name (the connection's label).
+             */
+            name: string;
+            /**
+             * Type
+             * @description Its connector's slug.
+             */
+            type: string;
+            /**
+             * Credentialid
+             * @description The credential it runs on.
+             */
+            credentialId: string | null;
+            /**
+             * Config
+             * @description Defaults for omitted parameters.
+             */
+            config: {
+                [key: string]: unknown;
+            };
+            /** @description active once the credential verified. */
+            status: components["schemas"]["ConnectionStatus"];
+            /**
+             * Account
+             * @description Non-secret facts about the account.
+             */
+            account: {
+                [key: string]: unknown;
+            };
+            /**
+             * Createdat
+             * Format: date-time
+             * @description When it was made.
+             */
+            createdAt: string;
+        };
         /** ConnectorList */
         ConnectorList: components["schemas"]["ConnectorOut"][];
         /** ConnectorOut */
@@ -1133,6 +1293,47 @@ export interface components {
              */
             apiKey: string;
         };
+        /**
+         * CredentialChanges
+         * @example {
+         *       "data": {
+         *         "bot_token": "xoxb-rotated-token"
+         *       }
+         *     }
+         * @example {
+         *       "name": "Slack (production)"
+         *     }
+         */
+        CredentialChanges: {
+            /**
+             * Name
+             * @description A new name.
+             * @default null
+             */
+            name?: string | null;
+            /**
+             * Description
+             * @description A new description.
+             * @default null
+             */
+            description?: string | null;
+            /**
+             * Data
+             * @description New secret fields: verified, then used by every connection it backs.
+             * @default null
+             */
+            data?: {
+                [key: string]: components["schemas"]["JsonValue"];
+            } | null;
+            /**
+             * Metadata
+             * @description New metadata (replaces the old).
+             * @default null
+             */
+            metadata?: {
+                [key: string]: components["schemas"]["JsonValue"];
+            } | null;
+        };
         /** CredentialFieldOut */
         CredentialFieldOut: {
             /**
@@ -1173,6 +1374,72 @@ export interface components {
              * @default null
              */
             placeholder?: string | null;
+        };
+        /** CredentialList */
+        CredentialList: components["schemas"]["CredentialOut"][];
+        /** CredentialOut */
+        CredentialOut: {
+            /**
+             * Id
+             * @description The credential's id (cred_ and 32 hex digits).
+             */
+            id: string;
+            /**
+             * Name
+             * @description Its name.
+             */
+            name: string;
+            /**
+             * Description
+             * @description What it is for.
+             */
+            description: string;
+            /**
+             * Type
+             * @description One of oauth, api_key, token, custom.
+             */
+            type: string;
+            /**
+             * Provider
+             * @description The connector it is a credential for (slack, stripe, ...).
+             */
+            provider: string;
+            /**
+             * Fields
+             * @description The names of the fields stored; their values are never shown.
+             */
+            fields: string[];
+            /**
+             * Metadata
+             * @description Free metadata, as given.
+             */
+            metadata: {
+                [key: string]: unknown;
+            };
+            /**
+             * Account
+             * @description Non-secret facts the provider told about the account.
+             */
+            account: {
+                [key: string]: unknown;
+            };
+            /**
+             * Connectionids
+             * @description The live connections it backs.
+             */
+            connectionIds: string[];
+            /**
+             * Createdat
+             * Format: date-time
+             * @description When it was made.
+             */
+            createdAt: string;
+            /**
+             * Updatedat
+             * Format: date-time
+             * @description When it last changed (rotating its data included).
+             */
+            updatedAt: string;
         };
         /**
          * CredentialSubmission
@@ -1603,6 +1870,12 @@ export interface components {
              * @description Connector slugs it may use.
              */
             allowedConnectors?: string[];
+            /**
+             * Toolcallratelimit
+             * @description MCP tool calls per minute; the server's default when absent or null.
+             * @default null
+             */
+            toolCallRateLimit?: number | null;
         };
         /**
          * NewApiKey
@@ -1626,6 +1899,105 @@ export interface components {
              * @default null
              */
             permissions?: string[] | null;
+            /**
+             * Ratelimit
+             * @description Requests per minute; the server's default (100 unless set) when absent or null.
+             * @default null
+             */
+            rateLimit?: number | null;
+        };
+        /**
+         * NewConnectorInstance
+         * @example {
+         *       "config": {
+         *         "defaultChannel": "#general"
+         *       },
+         *       "credentialId": "cred_0123456789abcdef0123456789abcdef",
+         *       "name": "Production Slack",
+         *       "type": "slack"
+         *     }
+         */
+        NewConnectorInstance: {
+            /**
+             * Name
+             * @description A name for it, unique among the owner's connections of this connector.
+             */
+            name: string;
+            /**
+             * Type
+             * @description The connector's slug.
+             */
+            type: string;
+            /**
+             * Credentialid
+             * @description The credential it runs on (of the same provider).
+             */
+            credentialId: string;
+            /**
+             * Config
+             * @description Defaults for omitted parameters (defaultChannel).
+             * @default null
+             */
+            config?: {
+                [key: string]: string | number | null;
+            } | null;
+        };
+        /**
+         * NewCredential
+         * @example {
+         *       "data": {
+         *         "app_id": "A01234567",
+         *         "bot_token": "xoxb-xxxxxxxxxxxxx"
+         *       },
+         *       "description": "Production Slack bot",
+         *       "metadata": {
+         *         "scopes": [
+         *           "chat:write",
+         *           "channels:read"
+         *         ]
+         *       },
+         *       "name": "Slack Bot Token",
+         *       "provider": "slack",
+         *       "type": "oauth"
+         *     }
+         */
+        NewCredential: {
+            /**
+             * Name
+             * @description A name for it.
+             */
+            name: string;
+            /**
+             * Description
+             * @description What it is for.
+             * @default
+             */
+            description?: string;
+            /**
+             * Type
+             * @description One of oauth, api_key, token, custom; the connector's own by default.
+             * @default null
+             */
+            type?: string | null;
+            /**
+             * Provider
+             * @description The connector it is for (its slug, as in GET /api/v1/connectors).
+             */
+            provider: string;
+            /**
+             * Data
+             * @description The secret fields the connector's catalog entry lists under credentialFields (an OAuth-only connector takes {"access_token": ...}). Encrypted at rest, never shown back.
+             */
+            data: {
+                [key: string]: components["schemas"]["JsonValue"];
+            };
+            /**
+             * Metadata
+             * @description Free metadata.
+             */
+            metadata?: {
+                [key: string]: components["schemas"]["JsonValue"];
+            };
         };
         /** NewEndpoint */
         NewEndpoint: {
@@ -3904,6 +4276,130 @@ export interface operations {
             };
         };
     };
+    createConnectorInstance: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewConnectorInstance"];
+            };
+        };
+        responses: {
+            /** @description Created. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectorInstanceOut"];
+                };
+            };
+            /** @description The request is malformed: a bad id, query parameter or body (the message names the field). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No API key, or one Tendril does not know. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The key lacks the permission this operation needs (or a provider refused the action). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Nothing by that id among the key owner's things. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not possible in the current state (a connection not connected yet, a name taken). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests; Retry-After says how many seconds to wait. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unexpected failure; the answer carries only the reference it was logged under. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The provider failed or answered something Tendril could not use. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The provider did not answer in time. */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     runConnectorAction: {
         parameters: {
             query?: never;
@@ -4029,6 +4525,452 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"] | components["schemas"]["AlloyError"];
+                };
+            };
+        };
+    };
+    listCredentials: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CredentialList"];
+                };
+            };
+            /** @description No API key, or one Tendril does not know. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The key lacks the permission this operation needs (or a provider refused the action). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests; Retry-After says how many seconds to wait. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unexpected failure; the answer carries only the reference it was logged under. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    createCredential: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewCredential"];
+            };
+        };
+        responses: {
+            /** @description Created. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CredentialOut"];
+                };
+            };
+            /** @description The request is malformed: a bad id, query parameter or body (the message names the field). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No API key, or one Tendril does not know. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The key lacks the permission this operation needs (or a provider refused the action). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests; Retry-After says how many seconds to wait. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unexpected failure; the answer carries only the reference it was logged under. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The provider failed or answered something Tendril could not use. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The provider did not answer in time. */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getCredential: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The credential's id (cred_ and 32 hex digits). */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CredentialOut"];
+                };
+            };
+            /** @description The request is malformed: a bad id, query parameter or body (the message names the field). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No API key, or one Tendril does not know. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The key lacks the permission this operation needs (or a provider refused the action). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Nothing by that id among the key owner's things. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests; Retry-After says how many seconds to wait. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unexpected failure; the answer carries only the reference it was logged under. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deleteCredential: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The credential's id (cred_ and 32 hex digits). */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Deleted"];
+                };
+            };
+            /** @description The request is malformed: a bad id, query parameter or body (the message names the field). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No API key, or one Tendril does not know. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The key lacks the permission this operation needs (or a provider refused the action). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Nothing by that id among the key owner's things. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not possible in the current state (a connection not connected yet, a name taken). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests; Retry-After says how many seconds to wait. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unexpected failure; the answer carries only the reference it was logged under. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    updateCredential: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The credential's id (cred_ and 32 hex digits). */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CredentialChanges"];
+            };
+        };
+        responses: {
+            /** @description OK. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CredentialOut"];
+                };
+            };
+            /** @description The request is malformed: a bad id, query parameter or body (the message names the field). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No API key, or one Tendril does not know. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The key lacks the permission this operation needs (or a provider refused the action). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Nothing by that id among the key owner's things. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests; Retry-After says how many seconds to wait. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unexpected failure; the answer carries only the reference it was logged under. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The provider failed or answered something Tendril could not use. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The provider did not answer in time. */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -4388,6 +5330,106 @@ export interface operations {
             };
             /** @description Nothing by that id among the key owner's things. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests; Retry-After says how many seconds to wait. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unexpected failure; the answer carries only the reference it was logged under. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    updateKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The key id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ApiKeyChanges"];
+            };
+        };
+        responses: {
+            /** @description OK. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyOut"];
+                };
+            };
+            /** @description The request is malformed: a bad id, query parameter or body (the message names the field). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No API key, or one Tendril does not know. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The key lacks the permission this operation needs (or a provider refused the action). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Nothing by that id among the key owner's things. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not JSON. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -7,14 +7,21 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 
 from server.web import openapi
-from server.web.api import actions, agents, catalog, connections, files, webhooks
-from server.web.errors import HttpProblem, response_for
+from server.web.api import actions, agents, catalog, connections, credentials, files, webhooks
+from server.web.errors import HttpProblem
+from server.web.quotas import keyless
 
 
 def api_routes() -> list[BaseRoute]:
     return [
         Route(openapi.OPENAPI_PATH, openapi.openapi_document, methods=["GET"]),
         Route("/api/v1/connectors", catalog.list_connectors, methods=["GET"]),
+        Route("/api/v1/connectors", credentials.create_connector_instance, methods=["POST"]),
+        Route("/api/v1/credentials", credentials.create_credential, methods=["POST"]),
+        Route("/api/v1/credentials", credentials.list_credentials, methods=["GET"]),
+        Route("/api/v1/credentials/{id}", credentials.get_credential, methods=["GET"]),
+        Route("/api/v1/credentials/{id}", credentials.update_credential, methods=["PATCH"]),
+        Route("/api/v1/credentials/{id}", credentials.delete_credential, methods=["DELETE"]),
         Route("/api/v1/connections", connections.create_connection, methods=["POST"]),
         Route("/api/v1/connections", connections.list_connections, methods=["GET"]),
         Route("/api/v1/connections/{id}", connections.get_connection, methods=["GET"]),
@@ -37,6 +44,7 @@ def api_routes() -> list[BaseRoute]:
         Route("/api/v1/agents/{id}", agents.delete_agent, methods=["DELETE"]),
         Route("/api/v1/keys", agents.create_key, methods=["POST"]),
         Route("/api/v1/keys", agents.list_keys, methods=["GET"]),
+        Route("/api/v1/keys/{id}", agents.update_key, methods=["PATCH"]),
         Route("/api/v1/keys/{id}", agents.revoke_key, methods=["DELETE"]),
         Route("/api/v1/connections/{connection_id}/webhooks", webhooks.set_up_webhook, methods=["POST"]),
         Route("/api/v1/webhook-endpoints", webhooks.list_webhook_endpoints, methods=["GET"]),
@@ -58,6 +66,10 @@ def api_routes() -> list[BaseRoute]:
 
 async def api_not_found(request: Request) -> Response:
     """JSON for unknown API paths, and 405 with Allow when only the method is wrong."""
+    return await keyless(request, lambda: _not_found(request))
+
+
+async def _not_found(request: Request) -> Response:
     allowed = sorted(
         method
         for route in request.app.router.routes
@@ -69,13 +81,12 @@ async def api_not_found(request: Request) -> Response:
     )
     where = f"{request.method} {request.url.path}"
     if allowed:
-        problem = HttpProblem(
+        raise HttpProblem(
             405,
             f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}",
             headers={"Allow": ", ".join(allowed)},
         )
-        return response_for(problem, where)
-    return response_for(HttpProblem(404, f"no API route {where}"), where)
+    raise HttpProblem(404, f"no API route {where}")
 
 
 def fallback_routes() -> list[BaseRoute]:

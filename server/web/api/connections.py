@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from pydantic import Field, JsonValue, RootModel
 
 from server.core import Core
+from server.core.credentials import credential_ref
 from server.core.errors import Invalid
 from server.web.api.endpoint import (
     PROVIDER_ERRORS,
@@ -34,6 +35,7 @@ class ConnectionOut(ApiResponse):
     config: dict[str, Any] = Field(description="Defaults for omitted parameters (defaultChannel, ...).")
     account: dict[str, Any] = Field(description="Non-secret facts about the account (bot name, mailbox).")
     has_credentials: bool = Field(description="Whether a credential is stored (it is never shown).")
+    credential_id: str | None = Field(description="The credential object it was made from, if any.")
     auth_method: str = Field(description="oauth, api_key or none.")
     scopes: list[str] | None = Field(description="Scopes the provider granted (OAuth).")
     token_expires_at: datetime | None = Field(description="When the access token expires (OAuth).")
@@ -53,6 +55,7 @@ class ConnectionOut(ApiResponse):
             config=dict(record.config),
             account=dict(record.account),
             has_credentials=record.sealed_credentials is not None,
+            credential_id=credential_ref(record.credential_id) if record.credential_id else None,
             auth_method=record.auth_method,
             scopes=list(record.scopes) if record.scopes is not None else None,
             token_expires_at=record.token_expires_at,

@@ -20,7 +20,10 @@ from starlette.responses import JSONResponse, Response
 
 from auth.api_keys import Permission
 from server.core import Core
+from server.core.errors import Unauthenticated
 from server.core.identity import OwnerPrincipal
+from server.core.throttle import Throttled
+from server.web.quotas import Window
 from server.web.reading import client_of, core_of, guarded, json_object, parse, uuid_of
 
 M = TypeVar("M", bound=BaseModel)
@@ -183,9 +186,18 @@ def api(
         )
 
         async def endpoint(request: Request) -> Response:
+            window = Window(request)
+
             async def work() -> Response:
                 core = core_of(request)
-                principal = await core.identity.authenticate_owner(presented_key(request), client_of(request))
+                try:
+                    principal = await core.identity.authenticate_owner(
+                        presented_key(request), client_of(request)
+                    )
+                except (Unauthenticated, Throttled):
+                    await window.count_address()
+                    raise
+                await window.count_key(principal)
                 principal.require(permission)
                 parsed_ids = {
                     name: uuid_of(request.path_params[name], what) for name, what in spec.ids.items()
@@ -199,7 +211,7 @@ def api(
                 call = Call(request, core, principal, parsed_ids, parsed_body, parsed_query)
                 return render(await handler(call))
 
-            return await guarded(request, work)
+            return window.shown_on(await guarded(request, work))
 
         endpoint.__name__ = handler.__name__
         endpoint.__doc__ = handler.__doc__
