@@ -238,6 +238,7 @@ def _responses(op: Operation, ops: list[Operation]) -> dict[str, Any]:
         answer: dict[str, Any] = {"description": SUCCESS_MEANINGS.get(status, "OK.")}
         if spec.response is not None and status != 204:
             answer["content"] = {"application/json": {"schema": _schema_ref(spec.response)}}
+        answer["headers"] = dict(RATE_HEADERS)
         if links := _links(op, ops):
             answer["links"] = links
         responses[str(status)] = answer
@@ -251,11 +252,10 @@ def _responses(op: Operation, ops: list[Operation]) -> dict[str, Any]:
         answer = {
             "description": STATUS_MEANINGS[status],
             "content": {"application/json": {"schema": error_schema}},
+            "headers": dict(RATE_HEADERS),
         }
         if status == 429:
-            answer["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
-        if status == 405:
-            answer["headers"] = {"Allow": {"$ref": "#/components/headers/Allow"}}
+            answer["headers"]["Retry-After"] = {"$ref": "#/components/headers/RetryAfter"}
         responses[str(status)] = answer
     return responses
 
@@ -318,6 +318,11 @@ def _page_operation(page: Page) -> dict[str, Any]:
     return operation
 
 
+# Every answer of an API route says where its caller stands in the current rate-limit window.
+RATE_HEADERS = {
+    name: {"$ref": f"#/components/headers/{name.replace('-', '')}"}
+    for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+}
 _LOCATION = {"Location": {"description": "Where the browser goes next.", "schema": {"type": "string"}}}
 
 
@@ -340,6 +345,7 @@ def _document_operation() -> dict[str, Any]:
         "responses": {
             "200": {
                 "description": "The OpenAPI document.",
+                "headers": dict(RATE_HEADERS),
                 "content": {
                     "application/json": {"schema": {"type": "object"}},
                     "application/yaml": {"schema": {"type": "string"}},
@@ -348,6 +354,7 @@ def _document_operation() -> dict[str, Any]:
             "400": {
                 "description": STATUS_MEANINGS[400],
                 "content": {"application/json": {"schema": _schema_ref(ErrorBody)}},
+                "headers": dict(RATE_HEADERS),
             },
         },
     }
@@ -394,7 +401,18 @@ def build_document(routes: Iterable[BaseRoute], *, server_url: str) -> dict[str,
                     "description": "Seconds to wait before trying again.",
                     "schema": {"type": "integer", "minimum": 0},
                 },
-                "Allow": {"description": "The methods this path takes.", "schema": {"type": "string"}},
+                "XRateLimitLimit": {
+                    "description": "Requests allowed per minute (per API key; per client address without one).",
+                    "schema": {"type": "integer", "minimum": 1},
+                },
+                "XRateLimitRemaining": {
+                    "description": "Requests left in the current minute's window.",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+                "XRateLimitReset": {
+                    "description": "When the current window ends, as Unix time in seconds.",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
             },
         },
     }

@@ -26,6 +26,7 @@ from tests.support.cli import run_cli
 pytestmark = pytest.mark.anyio
 
 API_PREFIXES = ("/api/", "/connectors")
+RATE_HEADERS = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
 
 
 @pytest.fixture
@@ -117,6 +118,8 @@ async def test_operations_read_as_sdk_methods_and_say_what_they_need(tendril: Te
         statuses = set(operation["responses"])
         assert {"401", "403", "429", "500"} <= statuses, where
         assert "Retry-After" in operation["responses"]["429"]["headers"], where
+        for status, response in operation["responses"].items():
+            assert RATE_HEADERS <= set(response["headers"]), f"{where} {status}"
         if "{" in path:
             assert {"400", "404"} <= statuses, where
         if "requestBody" in operation and "application/json" in operation["requestBody"]["content"]:
