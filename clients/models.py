@@ -49,6 +49,7 @@ class Connection(_Model):
     config: dict[str, Any]
     account: dict[str, Any]
     has_credentials: bool = Field(alias="hasCredentials")
+    credential_id: str | None = Field(None, alias="credentialId")
     connect_url: str | None = Field(None, alias="connectUrl")
     created_at: str = Field(alias="createdAt")
     updated_at: str = Field(alias="updatedAt")
@@ -66,6 +67,7 @@ class Agent(_Model):
     name: str
     allowed_connectors: list[str] = Field(alias="allowedConnectors")
     key_prefix: str = Field(alias="keyPrefix")
+    tool_call_rate_limit: int | None = Field(None, alias="toolCallRateLimit")
 
 
 class CreatedAgent(_Model):
@@ -78,9 +80,105 @@ class ApiKey(_Model):
     name: str
     prefix: str
     permissions: list[str]
+    rate_limit: int | None = Field(None, alias="rateLimit")
     revoked_at: str | None = Field(None, alias="revokedAt")
 
 
 class CreatedApiKey(_Model):
     key: ApiKey
     api_key: str = Field(alias="apiKey")
+
+
+class OAuthStatus(_Model):
+    connection_id: str = Field(alias="connectionId")
+    status: str
+    auth_method: str = Field(alias="authMethod")
+    oauth_url: str | None = Field(None, alias="oauthUrl")
+    scopes: list[str] | None = None
+    last_error: str | None = Field(None, alias="lastError")
+
+
+class Credential(_Model):
+    """A stored credential: its field names, never their values."""
+
+    id: str
+    name: str
+    description: str
+    type: str
+    provider: str
+    fields: list[str]
+    metadata: dict[str, Any]
+    account: dict[str, Any]
+    connection_ids: list[str] = Field(alias="connectionIds")
+    created_at: str = Field(alias="createdAt")
+    updated_at: str = Field(alias="updatedAt")
+
+
+class ConnectorInstance(_Model):
+    id: str
+    name: str
+    type: str
+    credential_id: str | None = Field(alias="credentialId")
+    config: dict[str, Any]
+    status: str
+    account: dict[str, Any]
+    created_at: str = Field(alias="createdAt")
+
+
+class WebhookEndpoint(_Model):
+    id: str
+    provider: str
+    url: str
+    status: str
+    connection_id: str | None = Field(None, alias="connectionId")
+    agents: list[str] | None = None
+    delivery_count: int = Field(alias="deliveryCount")
+    created_at: str = Field(alias="createdAt")
+
+
+class WebhookSetup(_Model):
+    endpoint: WebhookEndpoint
+    setup: dict[str, Any]
+
+
+class Job(_Model):
+    id: str
+    agent_id: str = Field(alias="agentId")
+    provider: str
+    event_key: str = Field(alias="eventKey")
+    status: str
+    attempts: int
+    payload: Any = None
+    result: Any = None
+    last_error: str | None = Field(None, alias="lastError")
+
+
+class JobList(_Model):
+    jobs: list[Job]
+    counts: dict[str, int]
+
+
+class Delivery(_Model):
+    delivery_url: str | None = Field(alias="deliveryUrl")
+
+
+class FileConnector(_Model):
+    """The files API answers in snake_case, as the document it follows does."""
+
+    id: str
+    connection_id: str
+    name: str
+    type: str
+    config: dict[str, Any]
+    status: str
+    metadata: dict[str, Any] | None = None
+    resource_uri: str | None = None
+
+
+class FileContent(_Model):
+    connector_id: str
+    content: str
+    encoding: str
+    content_type: str
+    total_size: int
+    chunk_info: dict[str, Any]
