@@ -103,6 +103,8 @@ def _check_alone(database_url: str | None, calls: int = 20_000) -> float:
 
     async def run() -> float:
         engine = db.create_engine(database_url) if database_url else None
+        if engine is not None:
+            await db.upgrade(engine)
         counter = SharedWindows(RateWindowStore(engine)) if engine is not None else LocalWindows()
         limits = RateLimits(counter, api_default=10**9, tool_call_default=10**9)
         key = uuid.uuid4()
