@@ -195,6 +195,16 @@ async def test_rotating_a_credential_updates_every_connection_it_backs(
         )
         assert_error(unknown, 400, "BAD_REQUEST", "unknown field(s): secret")
 
+        # Revoking one connection leaves the shared token alone: the other still works.
+        assert (await http.delete(f"/api/v1/connections/{ids[0]}", headers=auth(owner))).is_success
+        assert ROTATED_TOKEN not in fakes.slack.revoked
+        ran = await http.post(
+            f"/api/v1/connections/{ids[1]}/actions/post_message",
+            json={"parameters": {"channel": "#general", "text": "still here"}},
+            headers=auth(owner),
+        )
+        assert ran.status_code == 200, ran.text
+
 
 async def test_a_credential_backing_connections_cannot_be_deleted_until_they_are_revoked(
     tendril: Tendril,
