@@ -346,9 +346,10 @@ def _document_operation() -> dict[str, Any]:
             "200": {
                 "description": "The OpenAPI document.",
                 "headers": dict(RATE_HEADERS),
+                # The same mapping either way: a YAML answer parses to the object the JSON one is.
                 "content": {
                     "application/json": {"schema": {"type": "object"}},
-                    "application/yaml": {"schema": {"type": "string"}},
+                    "application/yaml": {"schema": {"type": "object"}},
                 },
             },
             "400": {
@@ -402,7 +403,9 @@ def build_document(routes: Iterable[BaseRoute], *, server_url: str) -> dict[str,
                     "schema": {"type": "integer", "minimum": 0},
                 },
                 "XRateLimitLimit": {
-                    "description": "Requests allowed per minute (per API key; per client address without one).",
+                    "description": (
+                        "Requests allowed per minute (per API key; per client address without one)."
+                    ),
                     "schema": {"type": "integer", "minimum": 1},
                 },
                 "XRateLimitRemaining": {

@@ -6282,7 +6282,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": Record<string, never>;
-                    "application/yaml": string;
+                    "application/yaml": Record<string, never>;
                 };
             };
             /** @description The request is malformed: a bad id, query parameter or body (the message names the field). */
