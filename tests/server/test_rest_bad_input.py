@@ -647,6 +647,11 @@ async def test_an_unknown_api_route_is_a_json_404(
         ("PUT", "/api/v1/connections/6f1c3c55-2f4e-4d8e-9a61-0c7cf0d7c1a1", "DELETE, GET, HEAD, PATCH"),
         ("GET", "/api/v1/connections/6f1c3c55-2f4e-4d8e-9a61-0c7cf0d7c1a1/credentials", "POST"),
         ("DELETE", "/api/v1/connectors", "GET, HEAD, POST"),
+        # Methods no route takes stay in the API too (they once fell through to /mcp).
+        ("TRACE", "/api/v1/connections", "GET, HEAD, POST"),
+        ("QUERY", "/api/v1/agents", "GET, HEAD, POST"),
+        ("PUT", "/connectors", "GET, HEAD, POST"),
+        ("PATCH", "/connectors", "GET, HEAD, POST"),
     ],
 )
 async def test_a_wrong_method_on_a_real_route_is_a_json_405_naming_the_allowed_ones(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import BaseRoute, Match, Route, request_response
+from starlette.types import Receive, Scope, Send
 
 from server.web import openapi
 from server.web.api import actions, agents, catalog, connections, credentials, files, webhooks
@@ -89,9 +92,26 @@ async def _not_found(request: Request) -> Response:
     raise HttpProblem(404, f"no API route {where}")
 
 
+class _EveryMethod:
+    """An endpoint Starlette routes for every method: given a plain function, a Route without
+    `methods` would take only GET, and a list cannot name methods nobody has thought of."""
+
+    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        self._app = request_response(endpoint)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+
 def fallback_routes() -> list[BaseRoute]:
-    """After every real route: the API's own 404 and 405 under its prefixes."""
+    """After every real route: the API's own 404 and 405 under its prefixes, for every method (one
+    it does not know must not fall through to /mcp, which would take the owner's key for an agent's)."""
     return [
-        Route(prefix, api_not_found, methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"])
-        for prefix in ("/api/{path:path}", "/connectors/{ref}", "/connectors/{ref}/{path:path}")
+        Route(prefix, _EveryMethod(api_not_found))
+        for prefix in (
+            "/api/{path:path}",
+            "/connectors",
+            "/connectors/{ref}",
+            "/connectors/{ref}/{path:path}",
+        )
     ]
