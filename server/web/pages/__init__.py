@@ -1,13 +1,14 @@
 """The pages people open in a browser: sign-in, the dashboard, connect, the OAuth start and
-callback, and the connector-events admin view. Server-rendered Jinja2 templates, a few lines of
-script, no build step. Every page that touches a connection requires a signed-in owner."""
+callback, the connector-events admin view, and the API docs (Swagger UI). Server-rendered Jinja2
+templates, a few lines of script, no build step. Every page that touches a connection requires a
+signed-in owner."""
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
 from server.core.links import CONNECT_PAGE_PATH, OAUTH_CALLBACK_PATH, OAUTH_START_PATH
-from server.web.pages import admin, connect, dashboard, signin
+from server.web.pages import admin, connect, dashboard, docs, signin
 
 
 def page_routes() -> list[BaseRoute]:
@@ -25,4 +26,5 @@ def page_routes() -> list[BaseRoute]:
         Route(admin.PATH, admin.connector_events, methods=["GET"]),
         Route(admin.PATH + "/jobs/{job_id}/retry", admin.retry_dead_letter, methods=["POST"]),
         Route(admin.PATH + "/endpoints/{endpoint_id}/delete", admin.delete_endpoint, methods=["POST"]),
+        *docs.docs_routes(),
     ]
