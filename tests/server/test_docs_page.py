@@ -56,6 +56,10 @@ async def test_the_docs_page_and_every_asset_it_names_are_served_by_tendril(tend
         script = await http.get("/docs/docs.js")
         assert script.headers["content-type"].startswith("text/javascript")
         assert '"/api/v1/openapi"' in script.text
+        # The package's other files (an OAuth redirect page with an inline script, editor bundles,
+        # source maps) are not served.
+        for name in ("oauth2-redirect.html", "swagger-ui-bundle.js.map", "../__init__.py", "index.html"):
+            assert (await http.get(f"/docs/assets/{name}")).status_code == 404, name
 
 
 async def test_the_dashboard_links_to_the_docs(tendril: Tendril) -> None:

@@ -94,11 +94,12 @@ async def test_catalog_lists_slack_and_telegram_with_tools_schemas_and_credentia
     assert "message_ts" in post["outputSchema"]["properties"]
     assert post["annotations"]["readOnlyHint"] is False
     assert tools["slack_list_channels"]["annotations"]["readOnlyHint"] is True
-    [field] = slack["credentialFields"]
+    field, app_id = slack["credentialFields"]
     assert field["key"] == "bot_token"
     assert field["label"] == "Bot token"
     assert field["required"] is True
     assert field["pattern"].startswith("^xoxb-")
+    assert app_id["key"] == "app_id" and app_id["required"] is False and app_id["secret"] is False
 
     telegram = catalog["telegram"]
     assert {tool["name"] for tool in telegram["tools"]} == {

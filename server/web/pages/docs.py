@@ -12,7 +12,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 from starlette.staticfiles import StaticFiles
 
 from server.web.pages.render import HEADERS, templates
@@ -40,9 +40,22 @@ async def docs_script(request: Request) -> Response:
     return FileResponse(_SCRIPT_FILE, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
 
 
+# Only what the page loads: the package also ships editor bundles, source maps and an OAuth
+# redirect page with an inline script, none of which Tendril means to serve.
+_ASSET_NAMES = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"})
+_assets = StaticFiles(packages=[("swagger_ui", "static")])
+
+
+async def docs_asset(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in _ASSET_NAMES:
+        return Response("Not Found", status_code=404, media_type="text/plain")
+    return await _assets.get_response(name, request.scope)
+
+
 def docs_routes() -> list[BaseRoute]:
     return [
         Route(PATH, docs_page, methods=["GET"]),
         Route(SCRIPT, docs_script, methods=["GET"]),
-        Mount(ASSETS, app=StaticFiles(packages=[("swagger_ui", "static")])),
+        Route(ASSETS + "/{name}", docs_asset, methods=["GET"]),
     ]
