@@ -34,7 +34,7 @@ from connectors.errors import (
 connector = Connector.load(__file__)
 
 # Pinned so response shapes do not change under us when the account's default version moves
-# (the version stripe-python 16.1.0 sends, per providers.md).
+# (the version stripe-python 16.1.0 sends).
 STRIPE_VERSION = "2026-10-28.endive"
 
 # Stripe echoes the (masked) key in some messages; none of it goes back to the agent.

@@ -209,7 +209,7 @@ def run_smtp_on_loopback(
     """Serve `sink`; yield the port. Modes: `starttls` (587 style), `tls` (465 style), `plain`.
 
     `starttls` refuses AUTH and mail before STARTTLS. `tls` needs auth_require_tls=False:
-    aiosmtpd does not count an implicitly TLS-wrapped session as TLS (providers.md C.8).
+    aiosmtpd does not count an implicitly TLS-wrapped session as TLS.
     """
     options: dict[str, Any] = {
         "starttls": {"tls_context": server_context, "require_starttls": True},

@@ -1,4 +1,5 @@
-"""Credentials as objects and connector instances made from them (integration-layer-api.md).
+"""Credentials as objects and connector instances made from them, as integration-layer APIs
+document them.
 
 The seed's requests are sent as written, with only the host, the key and the credential id changed:
 a credential is checked against the provider's fields, verified with the (fake) provider, sealed, and

@@ -1,4 +1,4 @@
-"""The files API of `connector-api-files-gcs.md`, request for request, with only an API key added."""
+"""The files API that file-connector users know, request for request, with only an API key added."""
 
 from __future__ import annotations
 

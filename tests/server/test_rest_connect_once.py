@@ -1,4 +1,4 @@
-"""REST: the one-shot `POST /api/v1/connect/{connector}` of levqor-connectors-guide.md.
+"""REST: the one-shot `POST /api/v1/connect/{connector}` (a credential used once, never stored).
 
 Request {action, token, params}; response {status: "ok", connector, result}; errors `action required`,
 `token required`, `unknown action: xyz`, `connector_error: ...`. The token is used once, never stored.

@@ -1,4 +1,4 @@
-"""REST: the connector catalog and the connection lifecycle (alumia-connectors-connections.md).
+"""REST: the connector catalog and the connection lifecycle.
 
 Create -> submit credentials (verified against the fake Slack/Telegram) -> run actions -> delete,
 plus the errors each step can answer with. Every test runs on SQLite and PostgreSQL.
