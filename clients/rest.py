@@ -298,6 +298,11 @@ class TendrilClient:
             body["toolCallRateLimit"] = tool_call_rate_limit
         return Agent.model_validate(await self.request("PATCH", f"/api/v1/agents/{agent_id}", json=body))
 
+    @operation("rotateAgentKey")
+    async def rotate_agent_key(self, agent_id: str) -> CreatedAgent:
+        """A new MCP key for the same agent (in `api_key`, shown once); the old key stops working."""
+        return CreatedAgent.model_validate(await self.request("POST", f"/api/v1/agents/{agent_id}/key"))
+
     @operation("deleteAgent")
     async def delete_agent(self, agent_id: str) -> None:
         await self.request("DELETE", f"/api/v1/agents/{agent_id}")

@@ -200,6 +200,18 @@ class Store:
         async with self.engine.connect() as conn:
             return [(row.owner_id, row.url) for row in await conn.execute(query)]
 
+    async def list_owners(self) -> list[Owner]:
+        table = schema.owners
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(table).order_by(table.c.created_at, table.c.name))
+            return [Owner(row.id, row.name, row.created_at) for row in rows]
+
+    async def delete_owner(self, owner_id: UUID) -> bool:
+        """Remove an owner and, by cascade, everything that is theirs."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(schema.owners.delete().where(schema.owners.c.id == owner_id))
+        return result.rowcount == 1
+
     async def count_owners(self) -> int:
         async with self.engine.connect() as conn:
             return (await conn.execute(sa.select(sa.func.count()).select_from(schema.owners))).scalar_one()
@@ -264,6 +276,29 @@ class Store:
                 sa.select(table).where(table.c.owner_id == owner_id).order_by(table.c.created_at.desc())
             )
             return [_api_key(row) for row in rows]
+
+    async def replace_api_key(
+        self, owner_id: UUID, key_id: UUID, *, key_hash: str, key_prefix: str
+    ) -> ApiKeyRecord | None:
+        """A new secret for a live key (same id, name, permissions); the old secret and the browser
+        sessions opened with it stop working. None when the owner has no such live key."""
+        table, sessions = schema.api_keys, schema.web_sessions
+        live = (table.c.id == key_id, table.c.owner_id == owner_id, table.c.revoked_at.is_(None))
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                table.update()
+                .where(*live)
+                .values(key_hash=key_hash, key_prefix=key_prefix, last_used_at=None)
+            )
+            if result.rowcount != 1:
+                return None
+            await conn.execute(
+                sessions.update()
+                .where(sessions.c.api_key_id == key_id, sessions.c.revoked_at.is_(None))
+                .values(revoked_at=self.clock())
+            )
+            row = (await conn.execute(sa.select(table).where(*live))).one()
+        return _api_key(row)
 
     async def revoke_api_key(self, owner_id: UUID, key_id: UUID) -> bool:
         table = schema.api_keys
@@ -376,6 +411,23 @@ class Store:
                 .values(**values)
             )
         return await self.get_agent(owner_id, agent_id)
+
+    async def replace_agent_key(
+        self, owner_id: UUID, agent_id: UUID, *, key_hash: str, key_prefix: str
+    ) -> AgentRecord | None:
+        """A new MCP key for a live agent, which stays the same agent; the old key stops working."""
+        table = schema.agents
+        live = (table.c.id == agent_id, table.c.owner_id == owner_id, table.c.deleted_at.is_(None))
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                table.update()
+                .where(*live)
+                .values(key_hash=key_hash, key_prefix=key_prefix, updated_at=self.clock())
+            )
+            if result.rowcount != 1:
+                return None
+            row = (await conn.execute(sa.select(table).where(*live))).one()
+        return _agent(row)
 
     async def delete_agent(self, owner_id: UUID, agent_id: UUID) -> bool:
         table = schema.agents

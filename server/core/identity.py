@@ -126,6 +126,15 @@ class Identity:
             raise NotFound(f"no owner named {name!r}")
         return owner
 
+    async def owners(self) -> list[Owner]:
+        return await self._store.list_owners()
+
+    async def delete_owner(self, owner_id: UUID) -> None:
+        """Remove the owner with their keys, agents and records; revoke their connections first
+        (server/core/connections.py) so tokens are revoked at the providers too."""
+        if not await self._store.delete_owner(owner_id):
+            raise NotFound("owner not found")
+
     async def has_owners(self) -> bool:
         return await self._store.count_owners() > 0
 
@@ -180,6 +189,17 @@ class Identity:
 
     async def list_api_keys(self, owner_id: UUID) -> list[ApiKeyRecord]:
         return await self._store.list_api_keys(owner_id)
+
+    async def rotate_api_key(self, owner_id: UUID, key_id: UUID) -> CreatedKey:
+        """A new secret for the same key (name, permissions, rate limit); the old one and the browser
+        sessions signed in with it stop working at once."""
+        key = api_keys.new_key()
+        record = await self._store.replace_api_key(
+            owner_id, key_id, key_hash=key.digest, key_prefix=key.display_prefix
+        )
+        if record is None:
+            raise NotFound("API key not found")
+        return CreatedKey(record, key.plaintext)
 
     async def revoke_api_key(self, owner_id: UUID, key_id: UUID) -> None:
         if not await self._store.revoke_api_key(owner_id, key_id):
@@ -267,6 +287,16 @@ class Identity:
         if updated is None:
             raise NotFound("agent not found")
         return updated
+
+    async def rotate_agent_key(self, owner_id: UUID, agent_id: UUID) -> CreatedAgent:
+        """A new MCP key for the same agent (its id, connectors, jobs); the old key stops working."""
+        key = api_keys.new_key(api_keys.AGENT_KEY_PREFIX)
+        record = await self._store.replace_agent_key(
+            owner_id, agent_id, key_hash=key.digest, key_prefix=key.display_prefix
+        )
+        if record is None:
+            raise NotFound("agent not found")
+        return CreatedAgent(record, key.plaintext)
 
     async def delete_agent(self, owner_id: UUID, agent_id: UUID) -> None:
         if not await self._store.delete_agent(owner_id, agent_id):

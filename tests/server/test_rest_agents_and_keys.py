@@ -445,3 +445,28 @@ async def test_the_typed_client_round_trips_agents_and_keys(tendril: Tendril) ->
     await client.revoke_key(key.key.id)
     await client.delete_agent(agent.agent.id)
     assert await client.agents() == []
+
+
+async def test_rotating_an_agent_key_keeps_the_agent_and_retires_the_old_key(tendril: Tendril) -> None:
+    owner = await tendril.new_owner()
+    client = tendril.client(owner.api_key)
+    created = await client.create_agent("rotating", ["telegram", "slack"])
+    rotated = await client.rotate_agent_key(created.agent.id)
+    assert rotated.api_key != created.api_key and rotated.api_key.startswith("tdl_agent_")
+    assert rotated.agent.id == created.agent.id
+    assert rotated.agent.allowed_connectors == ["telegram", "slack"]
+    assert rotated.agent.key_prefix != created.agent.key_prefix
+    assert rotated.api_key.startswith(rotated.agent.key_prefix)
+    assert await tendril.core.identity.authenticate_agent(created.api_key) is None
+    now = await tendril.core.identity.authenticate_agent(rotated.api_key)
+    assert now is not None and str(now.id) == created.agent.id
+    assert [a.id for a in await client.agents()] == [created.agent.id]
+    async with tendril.raw() as http:
+        unknown = await http.post(f"/api/v1/agents/{uuid.uuid4()}/key", headers=bearer(owner.api_key))
+        reader = await tendril.core.identity.create_api_key(
+            uuid.UUID(owner.id), name="reader", permissions=["read"]
+        )
+        refused = await http.post(f"/api/v1/agents/{created.agent.id}/key", headers=bearer(reader.plaintext))
+    assert_error(unknown, 404, "NOT_FOUND", "agent not found")
+    assert_error(refused, 403, "FORBIDDEN", "write")
+    assert await tendril.core.identity.authenticate_agent(rotated.api_key) is not None

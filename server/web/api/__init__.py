@@ -45,6 +45,7 @@ def api_routes() -> list[BaseRoute]:
         Route("/api/v1/agents/{id}", agents.get_agent, methods=["GET"]),
         Route("/api/v1/agents/{id}", agents.update_agent, methods=["PATCH"]),
         Route("/api/v1/agents/{id}", agents.delete_agent, methods=["DELETE"]),
+        Route("/api/v1/agents/{id}/key", agents.rotate_agent_key, methods=["POST"]),
         Route("/api/v1/keys", agents.create_key, methods=["POST"]),
         Route("/api/v1/keys", agents.list_keys, methods=["GET"]),
         Route("/api/v1/keys/{id}", agents.update_key, methods=["PATCH"]),

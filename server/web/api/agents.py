@@ -54,6 +54,11 @@ class CreatedAgent(ApiResponse):
     api_key: str = Field(description="Its MCP key, shown only this once.")
 
 
+class RotatedAgentKey(ApiResponse):
+    agent: AgentOut = Field(description="The agent, unchanged but for its key prefix.")
+    api_key: str = Field(description="Its new MCP key, shown only this once.")
+
+
 class NewAgent(ApiRequest):
     model_config = examples({"name": "support-bot", "allowedConnectors": ["slack", "gmail"]})
     name: str = Field(description="A name, unique among the owner's agents.")
@@ -182,6 +187,15 @@ async def update_agent(call: Call) -> AgentOut:
         else KEEP,
     )
     return AgentOut.of(updated)
+
+
+@api("write", response=RotatedAgentKey, ids={"id": "agent id"})
+async def rotate_agent_key(call: Call) -> RotatedAgentKey:
+    """Give an agent a new MCP key
+    The answer holds the new key, shown only this once; the old key stops working at once. The agent
+    keeps its id, allowed connectors, jobs and delivery settings."""
+    rotated = await call.core.identity.rotate_agent_key(call.owner_id, call.ids["id"])
+    return RotatedAgentKey(agent=AgentOut.of(rotated.record), api_key=rotated.plaintext_key)
 
 
 @api("write", response=Deleted, ids={"id": "agent id"})
