@@ -1,8 +1,13 @@
-"""Real headless Chromium through the whole OAuth connect flow, from the dashboard and back.
+"""Real headless Chromium on the dashboard: the whole OAuth connect flow, from the dashboard and
+back; and the owner's agents (with the host config to paste) and API keys.
 
 Sign in with an API key, open the dashboard, click Connect (a new tab), continue to the
 provider's consent page, click Allow, land on the callback page, and watch the dashboard tab
 (never reloaded) show the connection active. The provider is the interactive fake GitHub.
+
+Then, as an owner would: create an agent allowed Telegram, take the host config the page prints
+(with the key, shown once) and connect an MCP client with it, rotate the key (the old one is
+refused), delete the agent after the confirmation page; create a read-only API key and revoke it.
 
 Every URL Tendril hands out (the OAuth redirect URI, the start link) is built from
 `public_url`, so Tendril is served by uvicorn on exactly that origin: the loopback socket is
@@ -12,13 +17,18 @@ bound first, its port goes into the settings, and uvicorn then serves on that sa
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from server.app import build_app
 from server.core.links import OAUTH_CALLBACK_PATH as CALLBACK_PATH
@@ -26,6 +36,7 @@ from server.settings import Settings
 from tests.conftest import OAuthFakes, Owner, _bootstrap_owner, oauth_connector
 from tests.fakes.loopback import run_asgi_on_loopback
 from tests.support.browser import chromium_page_factory, save_screenshot
+from tests.support.catalog import TELEGRAM_TOOLS
 
 pytestmark = pytest.mark.anyio
 
@@ -158,3 +169,114 @@ async def test_dashboard_tab_shows_the_oauth_connection_active_without_a_reload(
         assert (body["status"], body["authMethod"], body["hasCredentials"]) == ("active", "oauth", True)
         [exchange] = oauth_fakes.github.token_requests
         assert (exchange["grant_type"], exchange["result"]) == ("authorization_code", "ok")
+
+
+# -- agents, their MCP host config, and API keys -----------------------------------------------------
+OWNER_SHOT = "browser-dashboard-owner-"
+
+
+async def _initialize(url: str, authorization: str) -> httpx.Response:
+    """An MCP initialize request, as a host sends it first."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "e2e", "version": "1"},
+        },
+    }
+    headers = {"Authorization": authorization, "Accept": "application/json, text/event-stream"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        return await http.post(url, json=body, headers=headers)
+
+
+async def _tools_from_pasted_config(config: dict[str, Any]) -> list[str]:
+    """The tools a host sees with the config exactly as the page printed it (Claude Code's shape)."""
+    server = config["mcpServers"]["tendril"]
+    async with httpx2.AsyncClient(headers=server["headers"], timeout=10) as http:
+        transport = streamable_http_client(server["url"], http_client=http)
+        async with Client(transport, cache=None) as client:
+            return [tool.name for tool in (await client.list_tools()).tools]
+
+
+@pytest.mark.timeout(120)
+async def test_the_owner_makes_an_agent_pastes_its_config_rotates_and_deletes_it_and_manages_keys(
+    browser_tendril: BrowserTendril,
+) -> None:
+    live, key = browser_tendril, browser_tendril.owner.api_key
+    async with chromium_page_factory() as factory:
+        from playwright.async_api import expect  # after the factory, which skips if it is missing
+
+        context = await factory.new_context(viewport={"width": 1000, "height": 900})
+        tab = await context.new_page()
+        await tab.goto(f"{live.url}/signin?next=/dashboard")
+        await tab.fill("#api_key", key)
+        async with tab.expect_navigation():
+            await tab.click("button[type=submit]")
+
+        # Create an agent allowed Telegram; its key and a ready config are shown once.
+        await tab.click("text=Agents and MCP")
+        await expect(tab.locator("h1")).to_have_text("Agents")
+        await tab.fill("#name", "browser-agent")
+        await tab.check("input[name=allowed][value=telegram]")
+        await save_screenshot(tab, f"{OWNER_SHOT}new-agent")
+        async with tab.expect_navigation():
+            await tab.click("#new-agent button[type=submit]")
+        await expect(tab.locator("h1")).to_have_text("Agent browser-agent created")
+        first_key = await tab.input_value("#agent-key")
+        assert first_key.startswith("tdl_agent_")
+        config = json.loads(await tab.locator('[data-host="Claude Code"] pre').inner_text())
+        assert config["mcpServers"]["tendril"]["url"] == f"{live.url}/mcp"
+        assert config["mcpServers"]["tendril"]["headers"] == {"Authorization": f"Bearer {first_key}"}
+        await save_screenshot(tab, f"{OWNER_SHOT}agent-key")
+        tools = await _tools_from_pasted_config(config)
+        assert [t for t in tools if not t.startswith("tendril_")] == TELEGRAM_TOOLS  # only what it may use
+
+        # Its own page shows a placeholder, never the key; rotating gives a new one and retires the old.
+        await tab.click("text=Back to the agent")
+        await expect(tab.locator("h1")).to_have_text("Agent browser-agent")
+        assert first_key not in await tab.content()
+        await expect(tab.locator('[data-host="Claude Code"] pre')).to_contain_text("Bearer <agent key>")
+        async with tab.expect_navigation():
+            await tab.click("#rotate-key button")
+        await expect(tab.locator("h1")).to_have_text("New key for agent browser-agent")
+        second_key = await tab.input_value("#agent-key")
+        assert second_key != first_key
+        assert (await _initialize(f"{live.url}/mcp", f"Bearer {first_key}")).status_code == 401
+        assert (await _initialize(f"{live.url}/mcp", f"Bearer {second_key}")).status_code == 200
+
+        # Delete, after the confirmation page.
+        await tab.click("text=Back to the agent")
+        await tab.click("#delete-agent")
+        await expect(tab.locator("h1")).to_have_text("Delete agent browser-agent?")
+        await save_screenshot(tab, f"{OWNER_SHOT}confirm-delete")
+        async with tab.expect_navigation():
+            await tab.click("#confirm-delete button[type=submit]")
+        await expect(tab.locator("h1")).to_have_text("Agents")
+        await expect(tab.locator("#agents")).not_to_contain_text("browser-agent")
+        assert (await _initialize(f"{live.url}/mcp", f"Bearer {second_key}")).status_code == 401
+
+        # An API key with only read: shown once, works for reading, refused once revoked.
+        await tab.goto(f"{live.url}/dashboard")
+        await tab.click("text=API keys")
+        await expect(tab.locator("h1")).to_have_text("API keys")
+        await tab.fill("#name", "browser-reader")
+        for permission in ("write", "execute"):
+            await tab.uncheck(f"input[name=permissions][value={permission}]")
+        async with tab.expect_navigation():
+            await tab.click("#new-key button[type=submit]")
+        await expect(tab.locator("h1")).to_have_text("API key browser-reader created")
+        reader = await tab.input_value("#api-key")
+        async with httpx.AsyncClient(base_url=live.url, headers={"X-Api-Key": reader}, timeout=10) as api:
+            assert (await api.get("/api/v1/agents")).status_code == 200
+            assert (await api.post("/api/v1/agents", json={"name": "nope"})).status_code == 403
+            await tab.click("text=All API keys")
+            assert reader not in await tab.content()
+            row = tab.locator("#keys tr", has_text="browser-reader")
+            async with tab.expect_navigation():
+                await row.locator("button", has_text="Revoke").click()
+            await expect(row.locator(".revoked")).not_to_have_text("no")
+            await save_screenshot(tab, f"{OWNER_SHOT}keys")
+            assert (await api.get("/api/v1/agents")).status_code == 401

@@ -185,6 +185,9 @@ def page_probes(world: World) -> list[Probe]:
     forms = {
         "/dashboard/connections": {"connector": "telegram"},
         "/connect/{id}": {"bot_token": TELEGRAM_TOKEN},
+        "/dashboard/agents": {"name": "matrix-agent", "allowed": "telegram"},
+        "/dashboard/agents/{agent_id}": {"name": "renamed-by-matrix", "allowed": "telegram"},
+        "/dashboard/keys": {"name": "matrix-key", "permissions": "read"},
     }
     probes = []
     for route in world.tendril.app.router.routes:
@@ -197,6 +200,8 @@ def page_probes(world: World) -> list[Probe]:
                 ("{id}", world.ids["connection"]),
                 ("{job_id}", world.ids["job"]),
                 ("{endpoint_id}", world.ids["endpoint"]),
+                ("{agent_id}", world.ids["agent"]),
+                ("{key_id}", world.ids["key"]),
             ):
                 path = path.replace(name, value)
             assert "{" not in path, f"the matrix has no value for a path parameter of page {route.path}"

@@ -1,14 +1,14 @@
-"""The pages people open in a browser: sign-in, the dashboard, connect, the OAuth start and
-callback, the connector-events admin view, and the API docs (Swagger UI). Server-rendered Jinja2
-templates, a few lines of script, no build step. Every page that touches a connection requires a
-signed-in owner."""
+"""The pages people open in a browser: sign-in, the dashboard (connections, agents with their MCP
+host configs, API keys), connect, the OAuth start and callback, the connector-events admin view,
+and the API docs (Swagger UI). Server-rendered Jinja2 templates, a few lines of script, no build
+step. Every page that touches a connection, an agent or a key requires a signed-in owner."""
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
 from server.core.links import CONNECT_PAGE_PATH, OAUTH_CALLBACK_PATH, OAUTH_START_PATH
-from server.web.pages import admin, connect, dashboard, docs, signin
+from server.web.pages import admin, agents, connect, dashboard, docs, keys, signin
 
 
 def page_routes() -> list[BaseRoute]:
@@ -19,6 +19,16 @@ def page_routes() -> list[BaseRoute]:
         Route("/dashboard/connections.json", dashboard.dashboard_connections, methods=["GET"]),
         Route("/dashboard/connections", dashboard.dashboard_add, methods=["POST"]),
         Route("/dashboard/connections/{id}/revoke", dashboard.dashboard_revoke, methods=["POST"]),
+        Route(agents.PATH, agents.agents_page, methods=["GET"]),
+        Route(agents.PATH, agents.create_agent, methods=["POST"]),
+        Route(agents.PATH + "/{agent_id}", agents.agent_page, methods=["GET"]),
+        Route(agents.PATH + "/{agent_id}", agents.update_agent, methods=["POST"]),
+        Route(agents.PATH + "/{agent_id}/key", agents.rotate_agent_key, methods=["POST"]),
+        Route(agents.PATH + "/{agent_id}/delete", agents.confirm_delete_agent, methods=["GET"]),
+        Route(agents.PATH + "/{agent_id}/delete", agents.delete_agent, methods=["POST"]),
+        Route(keys.PATH, keys.keys_page, methods=["GET"]),
+        Route(keys.PATH, keys.create_key, methods=["POST"]),
+        Route(keys.PATH + "/{key_id}/revoke", keys.revoke_key, methods=["POST"]),
         Route(CONNECT_PAGE_PATH, connect.connect_page, methods=["GET"]),
         Route(CONNECT_PAGE_PATH, connect.connect_submit, methods=["POST"]),
         Route(OAUTH_START_PATH, connect.oauth_start, methods=["GET"]),

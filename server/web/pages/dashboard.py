@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from auth import api_keys
 from server.web.pages.forms import Form, read_form
 from server.web.pages.render import page
 from server.web.pages.session import check_csrf, signed_in
@@ -37,7 +38,13 @@ async def dashboard(request: Request, session: WebSession) -> Response:
         if core.connections.is_configured(connector)
     ]
     return page(
-        request, "dashboard.html", "Connections", rows=rows, connectors=connectors, csrf=session.csrf_token
+        request,
+        "dashboard.html",
+        "Connections",
+        rows=rows,
+        connectors=connectors,
+        csrf=session.csrf_token,
+        can_admin=api_keys.grants(session.permissions, "admin"),
     )
 
 

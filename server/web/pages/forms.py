@@ -4,7 +4,7 @@ malformed or oversized form is a clear 400 or 413 page, never an error in the lo
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_origin
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict
@@ -35,13 +35,26 @@ async def read_form(request: Request, model: type[F], limit: int) -> F:
         fields = await _multipart(request, body, limit)
     else:
         try:
-            fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            fields = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
         except UnicodeDecodeError:
             raise Invalid("the form is not valid UTF-8") from None
-    return parse(model, fields)
+    return parse(model, _by_name(model, fields))
 
 
-async def _multipart(request: Request, body: bytes, limit: int) -> dict[str, str]:
+def _by_name(model: type[BaseModel], pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """A field the model declares as a list (a group of checkboxes) gets every value sent for it, in
+    order, and none when nothing was sent; any other field gets the last value sent."""
+    lists = {name for name, info in model.model_fields.items() if get_origin(info.annotation) is list}
+    fields: dict[str, Any] = {name: [] for name in lists}
+    for key, value in pairs:
+        if key in lists:
+            fields[key].append(value)
+        else:
+            fields[key] = value
+    return fields
+
+
+async def _multipart(request: Request, body: bytes, limit: int) -> list[tuple[str, str]]:
     async def chunks() -> AsyncGenerator[bytes, None]:
         yield body
 
@@ -49,10 +62,10 @@ async def _multipart(request: Request, body: bytes, limit: int) -> dict[str, str
         parsed = await MultiPartParser(request.headers, chunks(), max_files=0, max_part_size=limit).parse()
     except MultiPartException as exc:
         raise Invalid(f"the form could not be read: {exc.message}") from None
-    fields: dict[str, str] = {}
+    fields: list[tuple[str, str]] = []
     for key, value in parsed.multi_items():
         if isinstance(value, UploadFile):
             await value.close()
             raise Invalid("forms here take no files")
-        fields[key] = value
+        fields.append((key, value))
     return fields
