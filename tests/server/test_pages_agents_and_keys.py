@@ -130,40 +130,38 @@ async def test_an_api_key_is_shown_once_and_revoked_from_the_dashboard(tendril: 
     assert [k["revokedAt"] is not None for k in keys if k["name"] == "reporting"] == [True]
 
 
-@pytest.mark.parametrize(
-    ("path", "form", "says", "status"),
-    [
-        ("/dashboard/agents", {"name": ""}, "agent name must be", 400),
-        ("/dashboard/agents", {"name": "x" * 101}, "agent name must be", 400),
-        (
-            "/dashboard/agents",
-            {"name": "bot", "allowed": ["slack", "slak"]},
-            "unknown connector slug(s): slak",
-            400,
-        ),
-        ("/dashboard/agents", {"name": "taken"}, "taken", 409),
-        ("/dashboard/keys", {"name": "k"}, "permissions must name at least one", 400),
-        ("/dashboard/keys", {"name": "k", "permissions": "root"}, "unknown permission", 400),
-        ("/dashboard/keys", {"name": "k", "permissions": "read", "rate_limit": "lots"}, "whole number", 400),
-        ("/dashboard/keys", {"name": "k", "permissions": "read", "rate_limit": "0"}, "whole number", 400),
-        ("/dashboard/keys", {"name": "<b>", "permissions": "read"}, "key name must be", 400),
-    ],
-)
-async def test_bad_input_is_answered_on_the_form_and_nothing_is_stored(
-    tendril: Tendril, path: str, form: dict[str, Any], says: str, status: int
-) -> None:
+# (page, form, what the answer says, status)
+BAD_FORMS: list[tuple[str, dict[str, Any], str, int]] = [
+    ("/dashboard/agents", {"name": ""}, "agent name must be", 400),
+    ("/dashboard/agents", {"name": "x" * 101}, "agent name must be", 400),
+    (
+        "/dashboard/agents",
+        {"name": "bot", "allowed": ["slack", "slak"]},
+        "unknown connector slug(s): slak",
+        400,
+    ),
+    ("/dashboard/agents", {"name": "taken"}, "taken", 409),
+    ("/dashboard/keys", {"name": "k"}, "permissions must name at least one", 400),
+    ("/dashboard/keys", {"name": "k", "permissions": "root"}, "unknown permission", 400),
+    ("/dashboard/keys", {"name": "k", "permissions": "read", "rate_limit": "lots"}, "whole number", 400),
+    ("/dashboard/keys", {"name": "k", "permissions": "read", "rate_limit": "0"}, "whole number", 400),
+    ("/dashboard/keys", {"name": "<b>", "permissions": "read"}, "key name must be", 400),
+]
+
+
+async def test_bad_input_is_answered_on_the_form_and_nothing_is_stored(tendril: Tendril) -> None:
     owner = await tendril.new_owner()
     client = tendril.client(owner.api_key)
     await client.create_agent("taken", [])
     before = await state(client)
     async with BrowserLike(tendril.transport()) as browser:
         await browser.sign_in(owner.api_key)
-        answer = await browser.tendril.post(
-            path, data={**form, "csrf": csrf_of((await browser.get(path)).text)}
-        )
-    assert answer.status_code == status
-    assert 'class="error"' in answer.text and html.escape(says, quote=False) in answer.text
-    assert f'value="{html.escape(form["name"])}"' in answer.text  # what was typed is kept
+        csrf = csrf_of((await browser.get("/dashboard")).text)
+        for path, form, says, status in BAD_FORMS:
+            answer = await browser.tendril.post(path, data={**form, "csrf": csrf})
+            assert answer.status_code == status, (path, form)
+            assert 'class="error"' in answer.text and html.escape(says, quote=False) in answer.text, form
+            assert f'value="{html.escape(form["name"])}"' in answer.text  # what was typed is kept
     assert await state(client) == before
 
 
