@@ -1,19 +1,26 @@
 # Tendril developer entry points. The logic lives in scripts/.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
-.DEFAULT_GOAL := test
+.DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# What is installed in the venv: the runtime (make run), or the runtime and the dev extras (make test).
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test venv
+.PHONY: help run test venv
 
-run: $(STAMP)
+help: ## list these targets (the default)
+	@echo "Tendril: make TARGET"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-6s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "Settings come from TENDRIL_* variables or .env, e.g. TENDRIL_PORT=18080 make run (see README.md)."
+
+run: $(RUN_STAMP) ## serve Tendril on 127.0.0.1:8080 (TENDRIL_PORT to change), data in ./.tendril
 	exec $(BIN)/tendril serve
 
-test: $(STAMP)
+test: $(DEV_STAMP) ## the whole suite as CI runs it: lint, type checks, tests on SQLite and PostgreSQL (long)
 	scripts/ensure-postgres
 	scripts/ensure-node-tools
 	scripts/ensure-ts-client
@@ -23,8 +30,12 @@ test: $(STAMP)
 	$(BIN)/pyright
 	$(BIN)/pytest || { rc=$$?; [[ $$rc -ne 5 ]] || echo "make test: pytest collected no tests" >&2; exit $$rc; }
 
-venv: $(STAMP)
+venv: $(DEV_STAMP) ## create .venv with Tendril and the development tools (pytest, ruff, pyright)
 
-# Reinstall only when pyproject.toml is newer than the stamp (or the venv is missing).
-$(STAMP): pyproject.toml
-	scripts/ensure-venv
+# Reinstall only when pyproject.toml is newer than the stamp (or the venv is missing). The dev
+# install touches both stamps; a runtime-only install leaves the dev stamp stale.
+$(RUN_STAMP): pyproject.toml
+	scripts/ensure-venv run
+
+$(DEV_STAMP): pyproject.toml
+	scripts/ensure-venv dev

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import re
 from functools import cached_property
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TENDRIL_"
@@ -51,7 +52,11 @@ class Settings(BaseSettings):
         None,
         description="Comma-separated base64 AES-256 keys. The first encrypts, all decrypt.",
     )
-    public_url: str = Field("http://127.0.0.1:8080", description="Base of every URL handed out.")
+    public_url: str = Field(
+        "",
+        description="Base of every URL handed out. Default: http://<host>:<port> of the listener "
+        "(127.0.0.1 when it listens on every interface).",
+    )
     host: str = Field("127.0.0.1", description="Interface `tendril serve` binds.")
     port: int = Field(8080, ge=0, le=65535, description="Port `tendril serve` binds.")
     log_level: str = Field("INFO", description="Root log level.")
@@ -140,13 +145,38 @@ class Settings(BaseSettings):
         default_factory=dict, description="Filled from TENDRIL_<SLUG>_* variables."
     )
 
+    # Whether TENDRIL_PUBLIC_URL was given (else it follows the host and port).
+    _public_url_set: bool = PrivateAttr(False)
+
     @field_validator("public_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
+        if not value:
+            return value
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("TENDRIL_PUBLIC_URL must be an absolute http(s) URL")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _public_url_follows_the_listener(self) -> Settings:
+        self._public_url_set = bool(self.public_url)
+        if not self.public_url:
+            self.public_url = listener_url(self.host, self.port)
+        return self
+
+    @property
+    def public_url_set(self) -> bool:
+        """True when TENDRIL_PUBLIC_URL was given; False when it is derived from the host and port."""
+        return self._public_url_set
+
+    def for_listener(self, host: str, port: int) -> Settings:
+        """These settings for a server listening on host:port (`serve --host/--port`, or the port the
+        system picked for port 0): a public URL that was not set follows them."""
+        update: dict[str, object] = {"host": host, "port": port}
+        if not self._public_url_set:
+            update["public_url"] = listener_url(host, port)
+        return self.model_copy(update=update)
 
     @cached_property
     def resolved_files_url(self) -> str | None:
@@ -171,6 +201,20 @@ class Settings(BaseSettings):
         settings = cls(_env_file=env_file)  # type: ignore[call-arg]
         settings.connectors = _connector_settings(raw)
         return settings
+
+
+def listener_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses to reach a server listening on host:port."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    try:
+        if ip_address(host).version == 6:
+            host = f"[{host}]"
+    except ValueError:
+        pass  # a host name
+    return f"http://{host}:{port}"
 
 
 _CONNECTOR_FIELD = re.compile(

@@ -492,13 +492,17 @@ class Connections:
         """The key new credentials are sealed with."""
         return self._vault.keyring.primary_key_id
 
-    async def reseal_all(self) -> tuple[int, int]:
-        """Re-encrypt every credential with the primary key: (re-encrypted, already on it)."""
+    async def reseal_all(self, progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+        """Re-encrypt every credential with the primary key: (re-encrypted, already on it).
+        `progress(done, total)` hears after each one."""
         resealed = unchanged = 0
-        for connection_id, sealed in await self._store.all_sealed_credentials():
+        sealed_ones = await self._store.all_sealed_credentials()
+        for done, (connection_id, sealed) in enumerate(sealed_ones, 1):
             fresh = self._vault.reseal(connection_id, sealed)
             if fresh is None:
                 unchanged += 1
             elif await self._store.replace_sealed_credentials(connection_id, sealed, fresh):
                 resealed += 1
+            if progress is not None:
+                progress(done, len(sealed_ones))
         return resealed, unchanged

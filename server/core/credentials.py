@@ -11,7 +11,7 @@ reconnecting. A credential that backs live connections cannot be deleted until t
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -204,15 +204,19 @@ class Credentials:
                 self._vault.open(credential_id, sealed, kind="credential")
                 seen.add(key_id)
 
-    async def reseal_all(self) -> tuple[int, int]:
-        """Re-encrypt every credential object with the primary key: (re-encrypted, already on it)."""
+    async def reseal_all(self, progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+        """Re-encrypt every credential object with the primary key: (re-encrypted, already on it).
+        `progress(done, total)` hears after each one."""
         resealed = unchanged = 0
-        for credential_id, sealed in await self._store.all_sealed():
+        sealed_ones = await self._store.all_sealed()
+        for done, (credential_id, sealed) in enumerate(sealed_ones, 1):
             fresh = self._vault.reseal(credential_id, sealed, kind="credential")
             if fresh is None:
                 unchanged += 1
             elif await self._store.replace_sealed(credential_id, sealed, fresh):
                 resealed += 1
+            if progress is not None:
+                progress(done, len(sealed_ones))
         return resealed, unchanged
 
 

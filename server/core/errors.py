@@ -7,6 +7,9 @@ keep their own kinds (`connectors.errors`); both edges map those too.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class DomainError(Exception):
     def __init__(self, message: str) -> None:
@@ -48,3 +51,9 @@ class Unavailable(DomainError):
 
 class Upstream(DomainError):
     """A provider failed a step the use case depended on (verifying a credential, creating a hook)."""
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """ " (did you mean 'slack'?)" for the choice nearest to a mistyped value; empty when none is near."""
+    near = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {near[0]!r}?)" if near else ""

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from auth import api_keys
 from connectors import Catalog
-from server.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from server.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated, did_you_mean
 from server.core.throttle import AuthThrottle
 from storage.flows import FlowStore, WebSession
 from storage.repositories import AgentRecord, AlreadyExists, ApiKeyRecord, Owner, Store
@@ -222,7 +222,9 @@ class Identity:
         # Webhook-only providers (twilio, whatsapp) may be allowed too: their events become jobs.
         unknown = [s for s in slugs if not self._catalog.knows(s)]
         if unknown:
-            raise Invalid(f"unknown connector slug(s): {', '.join(unknown)}", field="allowedConnectors")
+            known = {*self._catalog, *self._catalog.receivers}
+            hint = did_you_mean(unknown[0], known) if len(unknown) == 1 else ""
+            raise Invalid(f"unknown connector slug(s): {', '.join(unknown)}{hint}", field="allowedConnectors")
         return list(dict.fromkeys(slugs))
 
     async def create_agent(

@@ -114,6 +114,8 @@ async def test_crypto_rotate_reseals_every_credential_with_the_first_key(
     rotate = await run_cli(settings, "crypto", "rotate", TENDRIL_MASTER_KEY=f"{new_key},{old_key}")
     assert rotate.returncode == 0, rotate.stderr
     assert "re-encrypted 2 connection credential(s) and 0 credential object(s)" in rotate.stdout
+    assert "connection credentials: 2/2" in rotate.stderr  # counted as it goes
+    assert "credential objects" not in rotate.stderr  # none to count
 
     async with stored_rows(settings) as store:
         sealed = [s for _, s in await store.all_sealed_credentials()]

@@ -41,3 +41,22 @@ def test_environment_and_dotenv_are_read_and_the_environment_wins(
 def test_a_relative_public_url_is_refused() -> None:
     with pytest.raises(ValidationError, match="TENDRIL_PUBLIC_URL"):
         Settings(public_url="hub.example.com")
+
+
+def test_the_public_url_follows_the_host_and_port_unless_it_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "missing.env"
+    monkeypatch.setenv("TENDRIL_PORT", "18080")
+    derived = Settings.from_environment(env_file=missing)
+    assert (derived.public_url, derived.public_url_set) == ("http://127.0.0.1:18080", False)
+    monkeypatch.setenv("TENDRIL_HOST", "0.0.0.0")
+    assert Settings.from_environment(env_file=missing).public_url == "http://127.0.0.1:18080"
+    served = derived.for_listener("::1", 9000)  # `serve --host ::1 --port 9000`
+    assert (served.public_url, served.host, served.port) == ("http://[::1]:9000", "::1", 9000)
+    monkeypatch.setenv("TENDRIL_PUBLIC_URL", "https://hub.example.com/")
+    behind_a_proxy = Settings.from_environment(env_file=missing)
+    assert (behind_a_proxy.public_url, behind_a_proxy.public_url_set) == ("https://hub.example.com", True)
+    assert behind_a_proxy.for_listener("127.0.0.1", 9000).public_url == "https://hub.example.com"
+    monkeypatch.setenv("TENDRIL_PUBLIC_URL", "")  # empty is unset
+    assert Settings.from_environment(env_file=missing).public_url == "http://127.0.0.1:18080"

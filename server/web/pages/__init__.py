@@ -8,11 +8,12 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 
 from server.core.links import CONNECT_PAGE_PATH, OAUTH_CALLBACK_PATH, OAUTH_START_PATH
-from server.web.pages import admin, agents, connect, dashboard, docs, keys, signin
+from server.web.pages import admin, agents, connect, dashboard, docs, home, keys, signin
 
 
 def page_routes() -> list[BaseRoute]:
     return [
+        Route(home.PATH, home.home, methods=["GET"]),
         Route("/signin", signin.signin, methods=["GET", "POST"]),
         Route("/signout", signin.signout, methods=["POST"]),
         Route("/dashboard", dashboard.dashboard, methods=["GET"]),
