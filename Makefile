@@ -25,6 +25,7 @@ test: $(DEV_STAMP) ## the whole suite as CI runs it: lint, type checks, tests on
 	scripts/ensure-node-tools
 	scripts/ensure-ts-client
 	scripts/ensure-browser
+	scripts/ensure-curl
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pyright
