@@ -138,8 +138,8 @@ async def _require_database(settings: Settings) -> None:
             f"{what}, and this command does not create one.\n{where}\n"
             "Run it from the folder holding the server's .tendril (where you ran `make run` or "
             "`tendril serve`), or point it at the server's data: TENDRIL_DATA_DIR=/path/to/.tendril, "
-            "or TENDRIL_DATABASE_URL for a PostgreSQL database. `tendril serve` and "
-            "`tendril db upgrade` create a new database.",
+            f"or TENDRIL_DATABASE_URL for a PostgreSQL database. `{tendril_command()} serve` and "
+            f"`{tendril_command()} db upgrade` create a new database.",
             2,
         )
     has_key = settings.master_key is not None and settings.master_key.get_secret_value().strip()

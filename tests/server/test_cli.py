@@ -19,14 +19,17 @@ from uuid import UUID
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.cli import main, public_url_mismatch
 from server.core.errors import Unauthenticated
 from server.settings import ConnectorSettings, Settings
-from tests.conftest import TELEGRAM_TOKEN, Fakes, child_env
+from tests.conftest import TELEGRAM_TOKEN, Fakes, _create_database, child_env
 from tests.fakes.loopback import run_asgi_on_loopback
 from tests.fakes.stripe import FakeStripe
 from tests.support.core import prepared_core
+from tests.support.postgres import PostgresCluster
 
 
 @pytest.fixture
@@ -269,6 +272,23 @@ def test_a_database_without_its_master_key_is_refused_without_making_a_key(
     assert keyless.code == 2
     assert "TENDRIL_MASTER_KEY is not set" in keyless.err and "master.key does not exist" in keyless.err
     assert not (settings.data_dir / "master.key").exists()
+
+
+def test_an_empty_postgresql_database_is_left_empty(cli: Cli, postgres: PostgresCluster) -> None:
+    url = postgres.url().rsplit("/", 1)[0] + f"/{_create_database(postgres)}"
+    refused = cli("connections", "list", TENDRIL_DATABASE_URL=url)
+    assert refused.code == 2 and "holds no Tendril tables" in refused.err
+    assert postgres.password not in refused.err and "***" in refused.err  # the password is not repeated
+
+    async def tables() -> list[str]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(tables()) == []
 
 
 def test_version_is_the_installed_package_s(cli: Cli) -> None:

@@ -17,7 +17,7 @@ async def home(request: Request) -> Response:
     return page(
         request,
         "home.html",
-        "Tendril",
+        "Tendril connector hub",
         mcp_url=links.mcp,
         openapi_url=links.url("/api/v1/openapi"),
         public_url=links.public_url,
