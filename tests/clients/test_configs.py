@@ -9,11 +9,14 @@ from typing import Any
 
 import pytest
 
-from server.settings import Settings
+from server.settings import Settings, listener_url
 
 CONFIGS = Path(__file__).resolve().parents[2] / "clients" / "configs"
 FILES = sorted(CONFIGS.rglob("*.json"))
-DEFAULT_MCP_URL = f"{Settings.model_fields['public_url'].default}/mcp"
+# What `tendril serve` hands out with the default host and port (the public URL follows them).
+DEFAULT_MCP_URL = (
+    f"{listener_url(Settings.model_fields['host'].default, Settings.model_fields['port'].default)}/mcp"
+)
 HOSTS = {"claude-desktop", "claude-code", "cursor", "vscode"}
 # Anything shaped like a real Tendril key (tdl_ + 8 or more key characters) must never be committed.
 REAL_KEY = re.compile(r"tdl_(agent_)?[A-Za-z0-9_-]{8,}")
