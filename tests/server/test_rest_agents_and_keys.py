@@ -470,3 +470,20 @@ async def test_rotating_an_agent_key_keeps_the_agent_and_retires_the_old_key(ten
     assert_error(unknown, 404, "NOT_FOUND", "agent not found")
     assert_error(refused, 403, "FORBIDDEN", "write")
     assert await tendril.core.identity.authenticate_agent(rotated.api_key) is not None
+
+
+async def test_rotating_an_api_key_keeps_it_and_ends_what_the_old_secret_opened(tendril: Tendril) -> None:
+    owner = await tendril.new_owner()
+    identity = tendril.core.identity
+    made = await identity.create_api_key(uuid.UUID(owner.id), name="laptop", permissions=["read", "write"])
+    session = await identity.open_session(await identity.authenticate_owner(made.plaintext))
+    assert await identity.session(session.token) is not None
+    rotated = await identity.rotate_api_key(uuid.UUID(owner.id), made.record.id)
+    assert rotated.record.id == made.record.id and rotated.record.permissions == ("read", "write")
+    assert rotated.plaintext != made.plaintext and rotated.plaintext.startswith(rotated.record.key_prefix)
+    assert await identity.session(session.token) is None  # signed in with the old secret
+    async with tendril.raw() as http:
+        old = await http.get("/api/v1/agents", headers=bearer(made.plaintext))
+        new = await http.get("/api/v1/agents", headers=bearer(rotated.plaintext))
+    assert_error(old, 401, "UNAUTHORIZED", "invalid or revoked API key")
+    assert new.status_code == 200
