@@ -38,10 +38,20 @@ class ReauthorizationNeeded(Exception):
 
 
 class TokenKeeper:
-    def __init__(self, store: Store, vault: CredentialVault, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        vault: CredentialVault,
+        *,
+        now: Callable[[], float] = time.time,
+        on_refresh: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """`on_refresh(connector_slug, outcome)` hears of each refresh this process asks a provider
+        for: "ok", "refused" (the user must connect again) or "failed"."""
         self._store = store
         self._vault = vault
         self._now = now
+        self._on_refresh = on_refresh
         self._locks: WeakValueDictionary[UUID, anyio.Lock] = WeakValueDictionary()
 
     def needs_refresh(self, credentials: dict[str, str]) -> bool:
@@ -63,9 +73,9 @@ class TokenKeeper:
         if lock is None:
             lock = self._locks[connection.id] = anyio.Lock()
         async with lock:
-            return await self._refresh_once(connection.id, oauth)
+            return await self._refresh_once(connection.id, oauth, connection.connector_slug)
 
-    async def _refresh_once(self, connection_id: UUID, oauth: OAuthClient) -> dict[str, str]:
+    async def _refresh_once(self, connection_id: UUID, oauth: OAuthClient, slug: str) -> dict[str, str]:
         deadline = self._now() + LEASE_SECONDS
         while True:
             current = await self._current(connection_id)
@@ -83,9 +93,15 @@ class TokenKeeper:
             try:
                 tokens = await oauth.refresh(current["refresh_token"])
             except OAuthFailure as failure:
-                if failure.error in DEAD_GRANT_ERRORS:
+                dead = failure.error in DEAD_GRANT_ERRORS
+                self._refreshed(slug, "refused" if dead else "failed")
+                if dead:
                     raise ReauthorizationNeeded("the provider refused the refresh token") from None
                 raise
+            except Exception:
+                self._refreshed(slug, "failed")
+                raise
+            self._refreshed(slug, "ok")
             register_token_secrets(tokens.fields)
             refreshed = {**current, **tokens.fields}
             for source, key in _credential_keys(current).items():
@@ -101,6 +117,10 @@ class TokenKeeper:
             return refreshed
         finally:
             await self._store.release_refresh_lease(connection_id)
+
+    def _refreshed(self, slug: str, outcome: str) -> None:
+        if self._on_refresh is not None:
+            self._on_refresh(slug, outcome)
 
     async def _current(self, connection_id: UUID) -> dict[str, str]:
         record = await self._store.connection_by_id(connection_id)

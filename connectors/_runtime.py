@@ -96,7 +96,10 @@ class ActionRunner:
         sleep: Sleep = anyio.sleep,
         allowed_hosts: Mapping[str, Sequence[str]] | None = None,
         clients: ClientPool | None = None,
+        on_failure: Callable[[str, BaseException], None] | None = None,
     ) -> None:
+        """`on_failure(connector_slug, error)` hears of every provider exchange that failed (each
+        attempt of a retried action too), as the ConnectorError it was mapped to."""
         self._allowed_hosts = {slug: tuple(hosts) for slug, hosts in (allowed_hosts or {}).items()}
         self._api_bases = dict(api_bases or {})
         self._timeout = timeout
@@ -104,6 +107,7 @@ class ActionRunner:
         self._http_transport = http_transport
         self._sleep = sleep
         self._clients = clients or ClientPool()
+        self._on_failure = on_failure
 
     async def aclose(self) -> None:
         """Close the provider clients kept open for reuse (at shutdown)."""
@@ -211,6 +215,16 @@ class ActionRunner:
     ) -> _T:
         """One provider exchange under the deadline, its failures mapped to ConnectorError; on the
         connector's client for this credential, kept open between calls unless it is per call."""
+        try:
+            return await self._exchange(connector, credentials, work)
+        except Exception as exc:
+            if self._on_failure is not None:
+                self._on_failure(connector.slug, exc)
+            raise
+
+    async def _exchange(
+        self, connector: Connector, credentials: Mapping[str, str], work: Callable[[Any], Awaitable[_T]]
+    ) -> _T:
         options = self.options_for(connector)
         try:
             with anyio.fail_after(self._timeout):

@@ -14,9 +14,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 
 from auth.credentials import CredentialVault
 from connectors import ActionRunner, Backoff, RetryPolicy, load_catalog
@@ -29,10 +27,12 @@ from server.core.gcs_grants import GcsGrants, parse_setting
 from server.core.identity import Identity
 from server.core.jobs import Jobs
 from server.core.links import MCP_PATH, Links
+from server.core.metrics import Metrics
 from server.core.oauth import OAuthFlow
 from server.core.oauth_clients import OAuthClients
 from server.core.push import JobPusher, PushSettings
 from server.core.rate_limits import LocalWindows, RateLimits, SharedWindows
+from server.core.readiness import Readiness
 from server.core.throttle import AuthThrottle
 from server.core.waiters import ConnectionWaiters
 from server.core.webhooks.endpoints import WebhookEndpoints
@@ -42,10 +42,12 @@ from server.keys import load_keyring, private_data_dir
 from server.mcp.caller import AgentKeyVerifier, CallerResolver, McpGate, caller_from_http
 from server.mcp.server import McpServer, build_mcp_server
 from server.settings import Settings
+from server.web.access import AccessLog
 from server.web.api import api_routes, fallback_routes
 from server.web.ingress import WebhookIngress
 from server.web.openapi import build_document
 from server.web.pages import page_routes
+from server.web.probes import probe_routes
 from storage import db
 from storage.credentials import CredentialStore
 from storage.flows import FlowStore
@@ -69,15 +71,21 @@ def build_core(
     allowed = {
         slug: (o.allowed_hosts or "").split(",") for slug, o in settings.connectors.items() if o.allowed_hosts
     }
+    private_data_dir(settings)
+    engine = db.create_engine(settings.resolved_database_url)
+    job_backoff = Backoff(settings.job_retry_base_seconds, JOB_RETRY_CAP_SECONDS)
+    queue = JobQueue(engine, clock, backoff=job_backoff.delay)
+    metrics = Metrics(
+        census=queue.census, pool_usage=lambda: db.pool_usage(engine), clock=lambda: clock().timestamp()
+    )
     runner = ActionRunner(
         allowed_hosts=allowed,
         api_bases=api_bases,
         timeout=settings.action_timeout_seconds,
         retry=RetryPolicy(max_wait=settings.max_retry_wait_seconds),
         http_transport=http_transport,
+        on_failure=metrics.provider_failed,
     )
-    private_data_dir(settings)
-    engine = db.create_engine(settings.resolved_database_url)
     store, flows, hooks = Store(engine, clock), FlowStore(engine, clock), WebhookStore(engine, clock)
     keyring = load_keyring(settings).keyring
     vault = CredentialVault(keyring)
@@ -93,6 +101,7 @@ def build_core(
         oauth=oauth_clients,
         links=links,
         waiters=waiters,
+        metrics=metrics,
     )
     throttle = AuthThrottle(
         per_client=settings.auth_failures_per_client, per_key_prefix=settings.auth_failures_per_key_prefix
@@ -107,8 +116,6 @@ def build_core(
         tool_call_default=settings.agent_tool_call_rate_limit,
         clock=timestamp,
     )
-    job_backoff = Backoff(settings.job_retry_base_seconds, JOB_RETRY_CAP_SECONDS)
-    queue = JobQueue(engine, clock, backoff=job_backoff.delay)
     writer = DeliveryWriter(hooks, events)
     ingest = WebhookIngest(
         hooks=hooks,
@@ -118,6 +125,7 @@ def build_core(
         writer=writer,
         max_attempts=settings.job_max_attempts,
         signing_key_urls={"gmail": settings.google_certs_url} if settings.google_certs_url else None,
+        metrics=metrics,
     )
     return Core(
         settings=settings,
@@ -160,6 +168,8 @@ def build_core(
         events=events,
         waiters=waiters,
         rate_limits=rate_limits,
+        metrics=metrics,
+        readiness=Readiness(lambda: db.migration_state(engine)),
         derive_key=keyring.derive,
         _engine=engine,
         _hooks=hooks,
@@ -192,13 +202,9 @@ def _transport_security(settings: Settings) -> TransportSecuritySettings:
     )
 
 
-async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
-
-
 def web_routes() -> list[BaseRoute]:
     """The HTTP edge's routes, in matching order (the API's own 404/405 after the real ones)."""
-    return [Route("/healthz", healthz, methods=["GET"]), *api_routes(), *page_routes(), *fallback_routes()]
+    return [*probe_routes(), *api_routes(), *page_routes(), *fallback_routes()]
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
@@ -231,12 +237,19 @@ def build_app(settings: Settings, *, core: Core | None = None) -> Starlette:
         routes=[*web_routes(), Mount("/", app=McpGate(mcp_http, core.identity))],
         # The provider webhook receiver answers before the router: see server/web/ingress.py.
         middleware=[
+            # Outermost: it times the whole answer and logs every request, webhook deliveries too.
+            Middleware(
+                AccessLog,
+                metrics=core.metrics,
+                log=settings.access_log,
+                log_probes=settings.access_log_probes,
+            ),
             Middleware(
                 WebhookIngress,
                 ingest=core.ingest,
                 links=core.links,
                 max_body_bytes=settings.webhook_max_body_bytes,
-            )
+            ),
         ],
         lifespan=lifespan,
     )

@@ -955,7 +955,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         _fail(f"invalid settings: {exc}")
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     handler: Callable[[Settings, argparse.Namespace], Any] = args.func
     if handler not in (cmd_serve, cmd_db_upgrade):
         # Alembic's notes on every start ("Context impl SQLiteImpl.") are noise around a command's answer.

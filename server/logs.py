@@ -1,12 +1,24 @@
-"""Logging setup: one redaction filter on every handler, quiet HTTP client loggers."""
+"""Logging setup: one redaction filter on every handler, text or JSON lines, quiet HTTP client
+loggers; and what the access log records of a request while it is served."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import uuid
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID
 
 from auth.redaction import secrets_to_redact
+
+LogFormat = Literal["text", "json"]
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# What every LogRecord carries; anything else on a record came in through `extra=`.
+_RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
 def log_unexpected(exc: BaseException, where: str) -> str:
@@ -19,7 +31,8 @@ def log_unexpected(exc: BaseException, where: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Masks registered secrets, bearer headers and token-bearing URLs in every record."""
+    """Masks registered secrets, bearer headers and token-bearing URLs in every record: its message,
+    traceback, stack, and the string fields it was given with `extra=` (which JSON lines show)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -31,13 +44,43 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = secrets_to_redact.redact(record.stack_info)
         record.msg, record.args = redacted, None
+        for name, value in record.__dict__.items():
+            if isinstance(value, str) and name not in _RECORD_FIELDS:
+                record.__dict__[name] = secrets_to_redact.redact(value)
         return True
 
 
-def configure_logging(level: str = "INFO") -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: timestamp, level, logger, message, then the record's own fields
+    (an access line's method, route, status, ...), and the traceback if there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, value in record.__dict__.items():
+            if name not in _RECORD_FIELDS and not name.startswith("_"):
+                entry[name] = value
+        if record.exc_info and not record.exc_text:  # no RedactingFilter in front: never the case here
+            record.exc_text = secrets_to_redact.redact(self.formatException(record.exc_info))
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def formatter_for(log_format: LogFormat) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+
+
+def configure_logging(level: str = "INFO", log_format: LogFormat = "text") -> None:
     """Logs go to stderr (stdout carries the MCP protocol under `tendril mcp`)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter_for(log_format))
     install_redaction(handler)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -59,3 +102,35 @@ CONTENT_LOGGERS = ("httpx", "httpcore", "httpx2", "mcp", "sse_starlette", "slack
 def quiet_noisy_loggers() -> None:
     for name in CONTENT_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# -- the access log's notes on a request ------------------------------------------------------------
+ACCESS_SCOPE_KEY = "tendril.access"
+
+
+@dataclass(slots=True)
+class AccessNote:
+    """Put in each HTTP request's ASGI scope by the access log (server/web/access.py), filled in by
+    whoever learns something about the request on its way: who authenticated (the REST API, the
+    pages' session, the MCP gate) and, for a request answered before routing, its route template."""
+
+    route: str | None = None
+    key_id: UUID | None = None
+    agent_id: UUID | None = None
+
+
+def access_note(scope: MutableMapping[str, Any]) -> AccessNote | None:
+    note = scope.get(ACCESS_SCOPE_KEY)
+    return note if isinstance(note, AccessNote) else None
+
+
+def note_key(scope: MutableMapping[str, Any], key_id: UUID) -> None:
+    """The request was made with this owner API key (or a browser session opened with it)."""
+    if (note := access_note(scope)) is not None:
+        note.key_id = key_id
+
+
+def note_agent(scope: MutableMapping[str, Any], agent_id: UUID) -> None:
+    """The request was made with this agent's key."""
+    if (note := access_note(scope)) is not None:
+        note.agent_id = agent_id

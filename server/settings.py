@@ -60,6 +60,20 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface `tendril serve` binds.")
     port: int = Field(8080, ge=0, le=65535, description="Port `tendril serve` binds.")
     log_level: str = Field("INFO", description="Root log level.")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`json`: one JSON object per log line (timestamp, level, logger, message, fields).",
+    )
+    access_log: bool = Field(
+        True, description="One log line per HTTP request (method, route, status, duration, key or agent id)."
+    )
+    access_log_probes: bool = Field(
+        False, description="Also log requests to /healthz, /readyz and /metrics (left out by default)."
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token Prometheus presents to GET /metrics. Unset: /metrics answers 404.",
+    )
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest JSON request body accepted.")
     header_timeout_seconds: float = Field(
         10.0, gt=0, description="Time a client has to send a request's headers before it is dropped."

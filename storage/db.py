@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
 
 logger = logging.getLogger(__name__)
 
@@ -83,3 +88,34 @@ def _run_upgrade(connection: Connection, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationState:
+    current: tuple[str, ...]  # the revisions the database says it is at (none before the first)
+    head: tuple[str, ...]  # the newest revisions this code ships
+
+    @property
+    def at_head(self) -> bool:
+        return set(self.current) == set(self.head)
+
+
+@functools.cache
+def head_revisions() -> tuple[str, ...]:
+    """Read from the migration scripts once per process (they do not change while it runs)."""
+    return tuple(sorted(ScriptDirectory.from_config(alembic_config()).get_heads()))
+
+
+async def migration_state(engine: AsyncEngine) -> MigrationState:
+    """Where the database's schema is against the code's migrations: one small query."""
+    async with engine.connect() as conn:
+        current = await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_heads())
+    return MigrationState(tuple(sorted(current)), head_revisions())
+
+
+def pool_usage(engine: AsyncEngine) -> tuple[int, int] | None:
+    """(connections checked out, the pool's configured size), for a pool that has a size."""
+    pool = engine.pool
+    if not isinstance(pool, QueuePool):
+        return None
+    return pool.checkedout(), pool.size()

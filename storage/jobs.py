@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -223,6 +224,14 @@ def _insert_ignoring_duplicates(conn: AsyncConnection, table: sa.Table, keys: li
 Backoff = Callable[[int], float]
 
 
+@dataclass(frozen=True, slots=True)
+class JobCensus:
+    """Jobs per status across every owner, and when the oldest still-queued job was made."""
+
+    by_status: dict[str, int]
+    oldest_queued_at: datetime | None
+
+
 class JobQueue:
     def __init__(
         self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow, *, backoff: Backoff
@@ -396,6 +405,15 @@ class JobQueue:
         query = query.order_by(jobs_t.c.created_at.desc(), jobs_t.c.id).limit(limit)
         async with self.engine.connect() as conn:
             return [_job(row) for row in await conn.execute(query)]
+
+    async def census(self) -> JobCensus:
+        """For the operator's metrics: two index-backed aggregate queries, whatever the owner."""
+        by_status = sa.select(jobs_t.c.status, sa.func.count()).group_by(jobs_t.c.status)
+        oldest = sa.select(sa.func.min(jobs_t.c.created_at)).where(jobs_t.c.status == JobStatus.QUEUED)
+        async with self.engine.connect() as conn:
+            counts = {status: int(count) for status, count in await conn.execute(by_status)}
+            oldest_at = (await conn.execute(oldest)).scalar()
+        return JobCensus({status: counts.get(status, 0) for status in JobStatus.ALL}, oldest_at)
 
     async def count_by_status(self, owner_id: UUID) -> dict[str, int]:
         query = (

@@ -23,9 +23,11 @@ from server.core.files import FileService
 from server.core.identity import Identity
 from server.core.jobs import Jobs
 from server.core.links import Links
+from server.core.metrics import Metrics
 from server.core.oauth import OAuthFlow
 from server.core.push import JobPusher, PushSettings
 from server.core.rate_limits import RateLimits
+from server.core.readiness import Readiness
 from server.core.waiters import ConnectionWaiters
 from server.core.webhooks.endpoints import WebhookEndpoints
 from server.core.webhooks.ingest import WebhookIngest
@@ -55,6 +57,8 @@ class Core:
     events: ChangeEvents
     waiters: ConnectionWaiters
     rate_limits: RateLimits
+    metrics: Metrics  # what /metrics shows: counted by the use cases and the edges
+    readiness: Readiness  # what /readyz answers
     # Keys derived from the master key for other purposes (sealing MCP request state).
     derive_key: Callable[[bytes], bytes]
     # Machinery the use cases run on, started and stopped by `running()`.

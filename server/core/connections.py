@@ -27,6 +27,7 @@ from connectors import Action, ActionRunner, Catalog, Connector, HookRef, HookRe
 from connectors.errors import ConnectorError, InvalidCredentials, NotConnected, RateLimited, UpstreamError
 from server.core.errors import Conflict, Invalid, NotFound, Upstream
 from server.core.links import Links
+from server.core.metrics import Metrics
 from server.core.oauth_clients import OAuthClients
 from server.core.waiters import ConnectionWaiters
 from storage.repositories import ConnectionRecord, ConnectionStatus, Store
@@ -69,6 +70,7 @@ class Connections:
         oauth: OAuthClients,
         links: Links,
         waiters: ConnectionWaiters,
+        metrics: Metrics,
     ) -> None:
         self._store = store
         self._vault = vault
@@ -76,7 +78,7 @@ class Connections:
         self._runner = runner
         self._oauth = oauth
         self._links = links
-        self._tokens = TokenKeeper(store, vault)
+        self._tokens = TokenKeeper(store, vault, on_refresh=metrics.token_refresh)
         self._waiters = waiters
 
     # -- connectors ---------------------------------------------------------------------------------

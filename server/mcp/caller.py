@@ -22,13 +22,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.core.identity import AgentPrincipal, Identity
 from server.core.throttle import Throttled
+from server.logs import note_agent
 
 Caller = AgentPrincipal
 CallerResolver = Callable[[ServerRequestContext[Any]], Awaitable[Caller]]
 
 
-# The address of the HTTP client being served, for the key verifier (the SDK hands it only the token).
-_client: ContextVar[str | None] = ContextVar("tendril_mcp_client", default=None)
+# The HTTP request being served, for the key verifier (the SDK hands it only the token): the
+# client's address for throttling, and the access log's note of which agent called.
+_request: ContextVar[Scope | None] = ContextVar("tendril_mcp_request", default=None)
 
 
 class AgentKeyVerifier:
@@ -38,12 +40,15 @@ class AgentKeyVerifier:
         self._identity = identity
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        scope = _request.get()
         try:
-            agent = await self._identity.authenticate_agent(token, _client.get())
+            agent = await self._identity.authenticate_agent(token, _client_host(scope))
         except Throttled:
             return None  # ThrottledClients answers 429 before the next attempt gets this far
         if agent is None:
             return None
+        if scope is not None:
+            note_agent(scope, agent.id)
         return AccessToken(
             token="",  # never keep the key itself around
             client_id=str(agent.id),
@@ -112,10 +117,8 @@ class McpGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        peer = scope.get("client")
-        host = peer[0] if peer else None
         try:
-            self._identity.throttle.check(host, _bearer(scope))
+            self._identity.throttle.check(_client_host(scope), _bearer(scope))
         except Throttled as throttled:
             refusal = JSONResponse(
                 {"error": throttled.message, "code": "RATE_LIMITED"},
@@ -124,11 +127,16 @@ class McpGate:
             )
             await refusal(scope, receive, send)
             return
-        remembered = _client.set(host)
+        remembered = _request.set(scope)
         try:
             await self.app(scope, receive, send if _has_authorization(scope) else _without_error_code(send))
         finally:
-            _client.reset(remembered)
+            _request.reset(remembered)
+
+
+def _client_host(scope: Scope | None) -> str | None:
+    peer = scope.get("client") if scope is not None else None
+    return peer[0] if peer else None
 
 
 def _has_authorization(scope: Scope) -> bool:

@@ -61,7 +61,9 @@ async def _set_logging_level(
 def build_mcp_server(core: Core, resolve_caller: CallerResolver) -> McpServer:
     jobs = JobTools(core.jobs)
     connect_flow = ConnectFlow(core.connections, core.catalog, core.waiters, core.links)
-    tools = ToolHandlers(core.catalog, core.connections, connect_flow, jobs, resolve_caller, core.rate_limits)
+    tools = ToolHandlers(
+        core.catalog, core.connections, connect_flow, jobs, resolve_caller, core.rate_limits, core.metrics
+    )
     resources = ResourceHandlers(core.files, jobs, resolve_caller)
 
     async def complete(

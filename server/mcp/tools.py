@@ -3,6 +3,7 @@ connect-flow and job tools it can use, and calls them on its owner's connections
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import mcp_types as types
@@ -12,14 +13,27 @@ from mcp.shared.exceptions import MCPError
 from connectors import Action, Catalog, Connector
 from connectors.errors import InvalidInput, NotConnected
 from server.core.connections import Connections
+from server.core.metrics import Metrics
 from server.core.rate_limits import OverQuota, RateLimits
 from server.mcp import definitions, errors
 from server.mcp.caller import Caller, CallerResolver
 from server.mcp.connect_flow import WAIT_TOOL, WAIT_TOOL_DEFINITION, ConnectFlow, not_connected_result
-from server.mcp.job_tools import JobTools
+from server.mcp.job_tools import JOB_TOOLS, JobTools
 from storage.repositories import ConnectionRecord
 
 CONNECTION_ARGUMENT = "connection"
+TENDRIL_TOOLS = frozenset({WAIT_TOOL, *JOB_TOOLS})
+
+
+def outcome_of(result: types.CallToolResult | types.InputRequiredResult) -> str:
+    """ "ok", the error code of a failed call, or "input_required" when the user is asked to connect."""
+    if isinstance(result, types.InputRequiredResult):
+        return "input_required"
+    if not result.is_error:
+        return "ok"
+    error = (result.structured_content or {}).get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) and code.isidentifier() else "error"
 
 
 def action_tool(connector: Connector, action: Action, active: list[ConnectionRecord]) -> types.Tool:
@@ -54,8 +68,10 @@ class ToolHandlers:
         jobs: JobTools,
         resolve_caller: CallerResolver,
         rate_limits: RateLimits,
+        metrics: Metrics,
     ) -> None:
         self._rate_limits = rate_limits
+        self._metrics = metrics
         self._catalog = catalog
         self._connections = connections
         self._connect = connect_flow
@@ -82,6 +98,30 @@ class ToolHandlers:
         return types.ListToolsResult(tools=tools)
 
     async def call_tool(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """A tool call, counted and timed by connector, action and outcome (ok or the error code)."""
+        started = time.perf_counter()
+        outcome = "internal_error"
+        try:
+            result = await self._call_tool(ctx, params)
+            outcome = outcome_of(result)
+            return result
+        except MCPError:
+            outcome = "unknown_tool"
+            raise
+        finally:
+            connector, action = self._labels(params.name)
+            self._metrics.tool_call(connector, action, outcome, time.perf_counter() - started)
+
+    def _labels(self, tool: str) -> tuple[str, str]:
+        """A tool's metric labels, from the catalog or Tendril's own tools: never the name as sent."""
+        action = self._catalog.find_tool(tool)
+        if action is not None:
+            return action.connector_slug, action.name
+        return ("tendril", tool) if tool in TENDRIL_TOOLS else ("unknown", "unknown")
+
+    async def _call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult | types.InputRequiredResult:
         caller = await self._resolve_caller(ctx)

@@ -18,9 +18,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from connectors import Inbound, Refused
 from server.core.links import RECEIVER_PREFIX, Links
 from server.core.webhooks.ingest import WebhookIngest
+from server.logs import access_note
 from server.web.errors import HttpProblem, response_for
 
 _METHODS = ("POST", "GET")
+RECEIVER_ROUTE = RECEIVER_PREFIX + "{provider}/{endpointId}"  # as the access log and metrics name it
 
 
 class WebhookIngress:
@@ -39,6 +41,8 @@ class WebhookIngress:
         if not provider or not endpoint_ref or "/" in endpoint_ref:
             await self.app(scope, receive, send)  # not a receiver URL: the API's 404
             return
+        if (note := access_note(scope)) is not None:
+            note.route = RECEIVER_ROUTE
         method: str = scope["method"]
         if method not in _METHODS:
             problem = HttpProblem(

@@ -80,5 +80,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "proxy_headers": True,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
         "log_level": "warning",
+        # One access line per request comes from server/web/access.py; uvicorn's own lines (errors)
+        # go through Tendril's handler (redacted, text or JSON) instead of a handler of its own.
         "access_log": False,
+        "log_config": None,
     }

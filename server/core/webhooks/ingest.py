@@ -20,6 +20,7 @@ import httpx
 from auth.credentials import CredentialVault
 from connectors import Catalog, Inbound, Refused, Reply
 from server.core.identity import Identity
+from server.core.metrics import Metrics
 from server.core.webhooks.writer import DeliveryWriter
 from storage.jobs import EndpointRecord, NewDelivery, WebhookStore
 
@@ -67,8 +68,10 @@ class WebhookIngest:
         writer: DeliveryWriter,
         max_attempts: int,
         signing_key_urls: Mapping[str, str] | None = None,
+        metrics: Metrics,
     ) -> None:
         self._hooks = hooks
+        self._metrics = metrics
         self._vault = vault
         self._catalog = catalog
         self._identity = identity
@@ -84,6 +87,21 @@ class WebhookIngest:
 
     async def receive(self, provider: str, endpoint_ref: str, inbound: Inbound) -> Reply:
         """Verify and record one delivery; raises Refused with the status to answer."""
+        # The provider in the URL is the client's word: only the catalog's names become labels.
+        label = provider if provider in self._catalog.receivers else "unknown"
+        try:
+            reply, result = await self._receive(provider, endpoint_ref, inbound)
+        except Refused:
+            self._metrics.webhook_delivery(label, "refused")
+            raise
+        except Exception:
+            self._metrics.webhook_delivery(label, "error")
+            raise
+        self._metrics.webhook_delivery(label, result)
+        return reply
+
+    async def _receive(self, provider: str, endpoint_ref: str, inbound: Inbound) -> tuple[Reply, str]:
+        """The reply and what became of the delivery: accepted (a challenge answered counts) or duplicate."""
         cached = self._routing.get(endpoint_ref)
         if cached is not None and cached[0] > time.monotonic():
             routing: _Route | None = cached[1:]
@@ -101,7 +119,7 @@ class WebhookIngest:
             await self._hooks.count_rejection(endpoint.id, f"{refusal.status}: {refusal.reason}")
             raise
         if isinstance(outcome, Reply):
-            return outcome
+            return outcome, "accepted"
         delivery = NewDelivery(
             endpoint,
             outcome.event_id,
@@ -112,8 +130,8 @@ class WebhookIngest:
             # json_body decoded it as UTF-8 already, so this cannot fail
             inbound.body.decode() if outcome.payload_is_body else None,
         )
-        await self._writer.write(delivery)
-        return outcome.reply or _OK
+        new = await self._writer.write(delivery)
+        return outcome.reply or _OK, "accepted" if new else "duplicate"
 
     def forget(self, endpoint_id: UUID) -> None:
         """Drop a retired endpoint's routing here at once (other replicas follow within ROUTING_TTL)."""

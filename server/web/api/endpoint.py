@@ -23,6 +23,7 @@ from server.core import Core
 from server.core.errors import Unauthenticated
 from server.core.identity import OwnerPrincipal
 from server.core.throttle import Throttled
+from server.logs import note_key
 from server.web.quotas import Window
 from server.web.reading import client_of, core_of, guarded, json_object, parse, uuid_of
 
@@ -197,6 +198,7 @@ def api(
                 except (Unauthenticated, Throttled):
                     await window.count_address()
                     raise
+                note_key(request.scope, principal.key_id)
                 await window.count_key(principal)
                 principal.require(permission)
                 parsed_ids = {

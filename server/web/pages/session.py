@@ -22,6 +22,7 @@ from auth.api_keys import Permission
 from server.core.errors import DomainError, Forbidden
 from server.core.identity import SESSION_TTL, OpenedSession
 from server.core.throttle import Throttled
+from server.logs import note_key
 from server.web.errors import HttpProblem, status_of
 from server.web.pages.render import message
 from server.web.reading import core_of, guarded, parse
@@ -33,7 +34,10 @@ SessionPage = Callable[[Request, WebSession], Awaitable[Response]]
 
 
 async def current_session(request: Request) -> WebSession | None:
-    return await core_of(request).identity.session(request.cookies.get(COOKIE))
+    session = await core_of(request).identity.session(request.cookies.get(COOKIE))
+    if session is not None:
+        note_key(request.scope, session.key_id)
+    return session
 
 
 def set_session_cookie(request: Request, opened: OpenedSession, response: Response) -> None:

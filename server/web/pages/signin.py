@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from server.core.errors import DomainError, Forbidden, Unauthenticated
 from server.core.throttle import Throttled
+from server.logs import note_key
 from server.web.errors import HttpProblem
 from server.web.pages.forms import Form, read_form
 from server.web.pages.render import page
@@ -84,6 +85,7 @@ async def signin(request: Request) -> Response:
             return _form(request, "That API key is not valid.", 401)
         except Throttled as throttled:
             return refusal_page(request, throttled)
+        note_key(request.scope, principal.key_id)
         response = RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
         set_session_cookie(request, await core.identity.open_session(principal), response)
         response.delete_cookie(SIGNIN_COOKIE, path="/signin")
