@@ -575,7 +575,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "TENDRIL_PORT": str(tendril_port),
                 "TENDRIL_PUBLIC_URL": tendril_url,
                 "TENDRIL_SLACK_API_BASE": f"{slack_url}/api/",
-                "TENDRIL_LOG_LEVEL": "WARNING",
+                "TENDRIL_LOG_LEVEL": args.log_level,
+                # Far above the load: every call is counted against the agent's limit, none refused.
+                "TENDRIL_AGENT_TOOL_CALL_RATE_LIMIT": "1000000000",
             }
             with (
                 _process(baseline_cmd, env=env, cwd=tmp, log=baseline_log) as baseline,
@@ -626,6 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rounds", type=int, default=2, help="alternating rounds sharing --duration (default 2)")
     add("--warmup", type=float, default=1.0, help="unmeasured seconds per round (default 1)")
     add("--client", choices=["raw", "httpx"], default="raw", help="load generator's HTTP client")
+    add("--log-level", default="WARNING", help="Tendril's TENDRIL_LOG_LEVEL (INFO writes the access log)")
     add(
         "--baseline-mode",
         choices=BASELINE_MODES,

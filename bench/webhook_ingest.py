@@ -145,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "TENDRIL_DATA_DIR": str(Path(tmp) / "data"),
             "TENDRIL_PORT": str(tendril_port),
             "TENDRIL_PUBLIC_URL": f"http://127.0.0.1:{tendril_port}",
-            "TENDRIL_LOG_LEVEL": "WARNING",
+            "TENDRIL_LOG_LEVEL": args.log_level,
             "TENDRIL_WEBHOOK_ALLOW_INSECURE_URLS": "true",
         }
         baseline_cmd = [sys.executable, __file__, "baseline", "--port", str(base_port)]
@@ -197,6 +197,8 @@ def main() -> int:
         target.add_argument("--seconds", type=float, default=8.0)
         target.add_argument("--concurrency", type=int, default=32)
         target.add_argument("--rounds", type=int, default=2)
+        # INFO writes the access log (a line per delivery) to the temporary folder's tendril.log.
+        target.add_argument("--log-level", default="WARNING")
     baseline = sub.add_parser("baseline")
     baseline.add_argument("--port", type=int, required=True)
     load = sub.add_parser("load")
