@@ -24,13 +24,25 @@ MASK = "****"
 _MIN_SECRET_LENGTH = 6  # shorter strings would mask ordinary words
 _MAX_REMEMBERED = 10_000
 
-# Patterns that are secrets whoever wrote them: bearer headers, Telegram bot paths, our keys.
-_PATTERNS = [
-    re.compile(r"(?i)(authorization:\s*(?:bearer|bot|basic)\s+)[^\s'\",]+"),
-    re.compile(r"(/bot)\d+:[A-Za-z0-9_-]+"),
-    re.compile(r"\b(tdl_)[A-Za-z0-9_-]{8,}"),
-    re.compile(r"\b(xox[abprse]-)[A-Za-z0-9-]+"),
-]
+# Patterns that are secrets whoever wrote them: bearer headers, Telegram bot paths, our keys. One
+# alternation, so a log line is scanned once (every line is: the access log writes one per request).
+# Each keeps the group it matched in (what precedes the secret) and loses the rest.
+_PATTERN = re.compile(
+    r"(?i:(authorization:\s*(?:bearer|bot|basic)\s+))[^\s'\",]+"
+    r"|(/bot)\d+:[A-Za-z0-9_-]+"
+    r"|\b(tdl_)[A-Za-z0-9_-]{8,}"
+    r"|\b(xox[abprse]-)[A-Za-z0-9-]+"
+)
+
+
+def _keep_prefix(match: re.Match[str]) -> str:
+    return next(group for group in match.groups() if group is not None) + MASK
+
+
+def _may_match(text: str) -> bool:
+    """What every match of _PATTERN contains, checked in a fraction of the regex's time (the
+    letters of "author" have no case variants beyond ASCII, so lower() finds what (?i) would)."""
+    return "tdl_" in text or "xox" in text or "/bot" in text or "author" in text.lower()
 
 
 def secret_forms(secret: str) -> set[str]:
@@ -115,8 +127,10 @@ class SecretRegistry:
             self._pattern = None
 
     def redact(self, text: str) -> str:
-        for pattern in _PATTERNS:
-            text = pattern.sub(lambda m: m.group(1) + MASK, text)
+        if len(text) < _MIN_SECRET_LENGTH:
+            return text  # too short to hold a secret or any pattern's match
+        if _may_match(text):
+            text = _PATTERN.sub(_keep_prefix, text)
         pattern = self._compiled()
         return pattern.sub(MASK, text) if pattern else text
 

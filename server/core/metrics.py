@@ -110,17 +110,35 @@ class Metrics:
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
         self._gauges = _ScrapeGauges(census, pool_usage, clock)
+        # The hot paths' labelled children, by label values (closed sets, so these stay small).
+        self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._tool_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._webhook_children: dict[tuple[str, str], Counter] = {}
         registry.register(self._gauges)
 
     # -- what happened ------------------------------------------------------------------------------
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        method = method if method in HTTP_METHODS else "other"
-        self._http_requests.labels(method, route, str(status)).inc()
-        self._http_seconds.labels(method, route).observe(seconds)
+        key = (method if method in HTTP_METHODS else "other", route, status)
+        children = self._http_children.get(key)
+        if children is None:  # once per label set: labels() costs more than the counting itself
+            method, route, _ = key
+            children = self._http_children[key] = (
+                self._http_requests.labels(method, route, str(status)),
+                self._http_seconds.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def tool_call(self, connector: str, action: str, outcome: str, seconds: float) -> None:
-        self._tool_calls.labels(connector, action, outcome).inc()
-        self._tool_seconds.labels(connector, action).observe(seconds)
+        key = (connector, action, outcome)
+        children = self._tool_children.get(key)
+        if children is None:
+            children = self._tool_children[key] = (
+                self._tool_calls.labels(connector, action, outcome),
+                self._tool_seconds.labels(connector, action),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def provider_failed(self, connector: str, error: BaseException) -> None:
         """One provider exchange that failed: a rate limit, or an error by its code."""
@@ -131,7 +149,10 @@ class Metrics:
             self._provider_errors.labels(connector, code).inc()
 
     def webhook_delivery(self, provider: str, result: str) -> None:
-        self._webhooks.labels(provider, result).inc()
+        child = self._webhook_children.get((provider, result))
+        if child is None:
+            child = self._webhook_children[provider, result] = self._webhooks.labels(provider, result)
+        child.inc()
 
     def token_refresh(self, connector: str, outcome: str) -> None:
         self._refreshes.labels(connector, outcome).inc()

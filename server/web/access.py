@@ -24,6 +24,7 @@ logger = logging.getLogger("tendril.access")
 # Probes asked every few seconds by machines: logged only when TENDRIL_ACCESS_LOG_PROBES is set.
 PROBE_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 UNMATCHED = "unmatched"
+LINE = "%s %s %d %.1fms client=%s%s"
 # The answer of a request whose client left before any answer was sent (nginx's convention).
 CLIENT_CLOSED = 499
 
@@ -89,18 +90,12 @@ def _write(scope: Scope, note: AccessNote, method: str, route: str, status: int,
     }
     who = ""
     if note.key_id is not None:
-        fields["key_id"] = str(note.key_id)
+        fields["key_id"] = note.key_id  # a UUID: written as text, never scanned for secrets
         who = f" key={note.key_id}"
     if note.agent_id is not None:
-        fields["agent_id"] = str(note.agent_id)
+        fields["agent_id"] = note.agent_id
         who += f" agent={note.agent_id}"
-    logger.info(
-        "%s %s %d %.1fms client=%s%s",
-        method,
-        route,
-        status,
-        fields["duration_ms"],
-        fields["client"],
-        who,
-        extra=fields,
-    )
+    # makeRecord + handle is logger.info without looking up the calling frame (nobody reads an
+    # access line's source position), a few microseconds on every request.
+    args = (method, route, status, fields["duration_ms"], fields["client"], who)
+    logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, LINE, args, None, extra=fields))

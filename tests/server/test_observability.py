@@ -523,3 +523,16 @@ async def test_readiness_reports_a_database_that_fails_or_does_not_answer() -> N
 
     assert await Readiness(broken).problem() == "the database did not answer"
     assert await Readiness(hanging, timeout=0.05).problem() == "the database did not answer within 0.05s"
+
+
+def test_the_redaction_fast_path_still_masks_every_pattern_in_any_case() -> None:
+    """Log lines skip the pattern scan when none of its literals is there; spellings that must not."""
+    for line, kept in (
+        ("AuThOrIzAtIoN: Bearer abcdef123456", "AuThOrIzAtIoN: Bearer ****"),
+        ("authorİzation: bot abcdef123456", "authorİzation: bot ****"),  # (?i) folds İ to i
+        ("GET https://api.telegram.org/bot123456:AAbbCC/getMe", "GET https://api.telegram.org/bot****/getMe"),
+        ("key tdl_0123456789abcdef used", "key tdl_**** used"),
+        ("token xoxp-1-2-3 sent", "token xoxp-**** sent"),
+        ("GET /api/v1/agents 200 1.0ms client=127.0.0.1", "GET /api/v1/agents 200 1.0ms client=127.0.0.1"),
+    ):
+        assert secrets_to_redact.redact(line) == kept
