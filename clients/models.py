@@ -158,6 +158,30 @@ class JobList(_Model):
     counts: dict[str, int]
 
 
+class AuditActor(_Model):
+    type: str
+    id: str | None = None
+
+
+class AuditEvent(_Model):
+    id: str
+    at: str
+    kind: str
+    actor: AuditActor
+    agent_id: str | None = Field(None, alias="agentId")
+    connection_id: str | None = Field(None, alias="connectionId")
+    connector: str | None = None
+    action: str | None = None
+    outcome: str
+    latency_ms: float | None = Field(None, alias="latencyMs")
+    detail: dict[str, Any] = Field(default_factory=dict[str, Any])
+
+
+class AuditPage(_Model):
+    events: list[AuditEvent]
+    next_cursor: str | None = Field(None, alias="nextCursor")
+
+
 class Delivery(_Model):
     delivery_url: str | None = Field(alias="deliveryUrl")
 

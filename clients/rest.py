@@ -18,6 +18,7 @@ import httpx
 from clients.models import (
     Agent,
     ApiKey,
+    AuditPage,
     Connection,
     Connector,
     ConnectorInstance,
@@ -372,6 +373,31 @@ class TendrilClient:
         filters = {"status": status, "agent": agent, "eventKey": event_key}
         params = {k: v for k, v in filters.items() if v is not None}
         return JobList.model_validate(await self.request("GET", "/api/v1/jobs", params=params))
+
+    @operation("listAuditEvents")
+    async def audit(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        agent: str | None = None,
+        connection: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> AuditPage:
+        """A page of the owner's audit trail, newest first; `next_cursor` fetches the next page."""
+        filters: dict[str, Any] = {
+            "since": since,
+            "until": until,
+            "agent": agent,
+            "connection": connection,
+            "kind": kind,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        params = {k: v for k, v in filters.items() if v is not None}
+        return AuditPage.model_validate(await self.request("GET", "/api/v1/audit", params=params))
 
     @operation("retryJob")
     async def retry_job(self, job_id: str) -> Job:

@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Mount
 from auth.credentials import CredentialVault
 from connectors import ActionRunner, Backoff, RetryPolicy, load_catalog
 from server.core import Core
+from server.core.audit import Audit
 from server.core.connections import Connections
 from server.core.credentials import Credentials
 from server.core.events import ChangeEvents
@@ -49,6 +50,7 @@ from server.web.openapi import build_document
 from server.web.pages import page_routes
 from server.web.probes import probe_routes
 from storage import db
+from storage.audit import AuditStore
 from storage.credentials import CredentialStore
 from storage.flows import FlowStore
 from storage.jobs import JobQueue, WebhookStore
@@ -93,6 +95,7 @@ def build_core(
     waiters = ConnectionWaiters()
     events = ChangeEvents(ChangeNotices(engine))
     oauth_clients = OAuthClients(settings, links)
+    audit = Audit(AuditStore(engine), clock=clock, retention_days=settings.audit_retention_days)
     connections = Connections(
         store=store,
         vault=vault,
@@ -102,11 +105,12 @@ def build_core(
         links=links,
         waiters=waiters,
         metrics=metrics,
+        audit=audit,
     )
     throttle = AuthThrottle(
         per_client=settings.auth_failures_per_client, per_key_prefix=settings.auth_failures_per_key_prefix
     )
-    identity = Identity(store, flows, catalog, throttle)
+    identity = Identity(store, flows, catalog, throttle, audit=audit)
     timestamp = lambda: clock().timestamp()  # noqa: E731
     rate_limits = RateLimits(
         SharedWindows(RateWindowStore(engine), timestamp)
@@ -134,7 +138,11 @@ def build_core(
         identity=identity,
         connections=connections,
         credentials=Credentials(
-            store=CredentialStore(engine, clock), vault=vault, catalog=catalog, connections=connections
+            store=CredentialStore(engine, clock),
+            vault=vault,
+            catalog=catalog,
+            connections=connections,
+            audit=audit,
         ),
         oauth=OAuthFlow(
             catalog=catalog,
@@ -143,6 +151,7 @@ def build_core(
             flows=flows,
             vault=vault,
             links=links,
+            audit=audit,
         ),
         files=FileService(
             settings,
@@ -168,6 +177,7 @@ def build_core(
         events=events,
         waiters=waiters,
         rate_limits=rate_limits,
+        audit=audit,
         metrics=metrics,
         readiness=Readiness(lambda: db.migration_state(engine)),
         derive_key=keyring.derive,

@@ -151,6 +151,9 @@ class Settings(BaseSettings):
         description="Comma-separated host[:port] entries agent delivery URLs may reach although internal.",
     )
     push_poll_seconds: float = Field(1.0, gt=0, description="How often pushers look for due retries.")
+    audit_retention_days: int = Field(
+        90, ge=0, description="Days audit events are kept (older ones are deleted hourly); 0 keeps them all."
+    )
     google_certs_url: str = Field(
         "https://www.googleapis.com/oauth2/v1/certs",
         description="Google's token signing certificates (for Gmail push's Pub/Sub OIDC tokens).",

@@ -269,6 +269,17 @@ class Store:
             await conn.execute(table.update().where(table.c.id == row.id).values(last_used_at=self.clock()))
         return _api_key(row)
 
+    async def revoked_api_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        """The revoked key with this digest (whose owner a refused sign-in is reported to)."""
+        table = schema.api_keys
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(table).where(table.c.key_hash == key_hash, table.c.revoked_at.is_not(None))
+                )
+            ).first()
+        return _api_key(row) if row else None
+
     async def list_api_keys(self, owner_id: UUID) -> list[ApiKeyRecord]:
         table = schema.api_keys
         async with self.engine.connect() as conn:

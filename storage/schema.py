@@ -286,3 +286,33 @@ jobs = sa.Table(
     sa.Index(None, "status", "run_after"),
     sa.Index(None, "agent_id", "status"),
 )
+
+# The audit trail (server/core/audit.py): who did what, on which connection, and how it ended; never
+# arguments, results or secrets. The id is a UUIDv7 made from `at` (to the millisecond), so ids sort
+# by time: each index ends in `id`, which orders a page newest first and is the paging cursor.
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    _id(),
+    # NULL only for a failed sign-in with a key nobody holds (an operator's concern, no owner's).
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE")),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    # agent, key (an API key), session (a browser session; actor_id is the key it was opened
+    # with) or system (the CLI, background work).
+    sa.Column("actor_type", sa.String(16), nullable=False),
+    sa.Column("actor_id", sa.Uuid()),
+    # The agent acting, or the one acted on (agent.* events); no foreign keys: the trail outlives
+    # the agents and connections it names.
+    sa.Column("agent_id", sa.Uuid()),
+    sa.Column("connection_id", sa.Uuid()),
+    sa.Column("connector", sa.String(64)),
+    sa.Column("action", sa.String(128)),
+    sa.Column("outcome", sa.String(64), nullable=False),  # ok, or an error code
+    sa.Column("latency_ms", sa.Float()),
+    sa.Column("detail", sa.JSON(), nullable=False),
+    sa.Index(None, "owner_id", "id"),
+    sa.Index(None, "owner_id", "agent_id", "id"),
+    sa.Index(None, "owner_id", "connection_id", "id"),
+    sa.Index(None, "owner_id", "kind", "id"),
+)

@@ -16,6 +16,7 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from connectors import ActionRunner, Catalog
+from server.core.audit import Audit
 from server.core.connections import Connections
 from server.core.credentials import Credentials
 from server.core.events import ChangeEvents
@@ -57,6 +58,7 @@ class Core:
     events: ChangeEvents
     waiters: ConnectionWaiters
     rate_limits: RateLimits
+    audit: Audit  # the audit trail: recorded by the use cases, read by GET /api/v1/audit
     metrics: Metrics  # what /metrics shows: counted by the use cases and the edges
     readiness: Readiness  # what /readyz answers
     # Keys derived from the master key for other purposes (sealing MCP request state).
@@ -86,17 +88,20 @@ class Core:
                 background.start_soon(self._writer.run)
                 background.start_soon(self.events.run)
                 background.start_soon(self.rate_limits.run, self.settings.rate_limit_sync_seconds)
+                background.start_soon(self.audit.run)
                 yield self
                 # Ask the loops to finish their current round; cancel only those that overstay.
                 self._pusher.stop()
                 self._writer.stop()
                 self.events.stop()
                 self.rate_limits.stop()
+                self.audit.stop()
                 background.cancel_scope.deadline = anyio.current_time() + BACKGROUND_STOP_SECONDS
         finally:
             await self.aclose()
 
     async def aclose(self) -> None:
+        await self.audit.flush()  # what was recorded without the loop (the CLI), or after it stopped
         self._hooks.close()
         await self._runner.aclose()
         await self._engine.dispose()

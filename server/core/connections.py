@@ -25,6 +25,7 @@ from auth.oauth import OAuthFailure
 from auth.tokens import ReauthorizationNeeded, TokenKeeper
 from connectors import Action, ActionRunner, Catalog, Connector, HookRef, HookRequest, RegisteredHook
 from connectors.errors import ConnectorError, InvalidCredentials, NotConnected, RateLimited, UpstreamError
+from server.core.audit import Audit, current_actor
 from server.core.errors import Conflict, Invalid, NotFound, Upstream
 from server.core.links import Links
 from server.core.metrics import Metrics
@@ -71,8 +72,10 @@ class Connections:
         links: Links,
         waiters: ConnectionWaiters,
         metrics: Metrics,
+        audit: Audit,
     ) -> None:
         self._store = store
+        self._audit = audit
         self._vault = vault
         self._catalog = catalog
         self._runner = runner
@@ -297,8 +300,26 @@ class Connections:
             fields[key] = text
         return fields
 
-    async def verify(self, connector: Connector, fields: Mapping[str, str]) -> dict[str, Any]:
+    async def verify(
+        self,
+        connector: Connector,
+        fields: Mapping[str, str],
+        *,
+        owner_id: UUID,
+        connection_id: UUID | None = None,
+        audit_detail: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Ask the provider whether a credential works; its non-secret account facts if it does."""
+        with self._audit.timed(
+            "credential.verify",
+            owner_id,
+            connection_id=connection_id,
+            connector=connector.slug,
+            detail=audit_detail,
+        ):
+            return await self._verify(connector, fields)
+
+    async def _verify(self, connector: Connector, fields: Mapping[str, str]) -> dict[str, Any]:
         try:
             return await self._runner.verify(connector, fields)
         except InvalidCredentials as exc:
@@ -315,17 +336,20 @@ class Connections:
     ) -> ConnectionRecord:
         """Verify a credential with the provider, store it sealed, and activate the connection."""
         record = await self.get(owner_id, connection_id)
-        connector = self.connector(record.connector_slug)
-        if not connector.spec.credential_fields:
-            raise Invalid(f"connector {connector.slug} does not take API-key credentials")
-        fields = self.check_credentials(connector, submitted)
-        account = await self.verify(connector, fields)
-        activated = await self.activate(
-            record, sealed_credentials=self._vault.seal(record.id, fields), account=account
-        )
-        if activated is None:  # revoked meanwhile
-            raise NotFound("connection not found")
-        return activated
+        with self._audit.timed(
+            "credential.submit", owner_id, connection_id=record.id, connector=record.connector_slug
+        ):
+            connector = self.connector(record.connector_slug)
+            if not connector.spec.credential_fields:
+                raise Invalid(f"connector {connector.slug} does not take API-key credentials")
+            fields = self.check_credentials(connector, submitted)
+            account = await self.verify(connector, fields, owner_id=owner_id, connection_id=record.id)
+            activated = await self.activate(
+                record, sealed_credentials=self._vault.seal(record.id, fields), account=account
+            )
+            if activated is None:  # revoked meanwhile
+                raise NotFound("connection not found")
+            return activated
 
     async def revoke(self, owner_id: UUID, connection_id: UUID) -> ConnectionRecord:
         """Delete a connection: its token is revoked at the provider (OAuth), its credential erased."""
@@ -352,9 +376,18 @@ class Connections:
     async def _move(
         self, connection: ConnectionRecord, to: ConnectionStatus, **values: Any
     ) -> ConnectionRecord | None:
-        return await self._store.move_connection(
+        moved = await self._store.move_connection(
             connection.id, owner_id=connection.owner_id, to=to, allowed_from=MOVES[to], **values
         )
+        if moved is not None and moved.status != connection.status:
+            self._audit.record(
+                "connection.status",
+                moved.owner_id,
+                connection_id=moved.id,
+                connector=moved.connector_slug,
+                detail={"from": str(connection.status), "to": str(moved.status)},
+            )
+        return moved
 
     async def activate(
         self,
@@ -402,9 +435,8 @@ class Connections:
         )
 
     async def run(self, connection: ConnectionRecord, action: Action, params: Mapping[str, Any]) -> BaseModel:
-        """Run an action with a stored connection's credential (raises ConnectorError)."""
-        if connection.status != Status.ACTIVE:
-            raise self.not_connected(connection, reauth=connection.status == Status.NEEDS_REAUTH)
+        """Run an action with a stored connection's credential (raises ConnectorError); audited as
+        an agent's tool call or a key's action run, with its outcome and latency."""
 
         async def run(connector: Connector, credentials: dict[str, str]) -> BaseModel:
             return await self._runner.run(
@@ -416,23 +448,40 @@ class Connections:
                 connection_id=connection.id,
             )
 
-        return await self._with_credentials(connection, run)
+        with self._audit.timed(
+            "tool.call" if current_actor().type == "agent" else "action.run",
+            connection.owner_id,
+            connection_id=connection.id,
+            connector=connection.connector_slug,
+            action=action.tool_name,
+        ):
+            if connection.status != Status.ACTIVE:
+                raise self.not_connected(connection, reauth=connection.status == Status.NEEDS_REAUTH)
+            return await self._with_credentials(connection, run)
 
     async def run_inline(
         self,
+        owner_id: UUID,
         connector: Connector,
         action: Action,
         credentials: Mapping[str, object],
         params: Mapping[str, Any],
     ) -> BaseModel:
         """A credential used once and never stored (the one-shot `POST /connect/{connector}`)."""
-        if connector.spec.credential_fields:
-            fields = self.check_credentials(connector, credentials)
-        elif isinstance(token := credentials.get("access_token"), str):
-            fields = {"access_token": token}
-        else:
-            raise Invalid("token required")
-        return await self._runner.run(connector, action, params, credentials=fields)
+        with self._audit.timed(
+            "action.run",
+            owner_id,
+            connector=connector.slug,
+            action=action.tool_name,
+            detail={"oneShot": True},
+        ):
+            if connector.spec.credential_fields:
+                fields = self.check_credentials(connector, credentials)
+            elif isinstance(token := credentials.get("access_token"), str):
+                fields = {"access_token": token}
+            else:
+                raise Invalid("token required")
+            return await self._runner.run(connector, action, params, credentials=fields)
 
     async def register_hook(self, connection: ConnectionRecord, request: HookRequest) -> RegisteredHook:
         """Create a webhook at the provider with the connection's credential (raises ConnectorError)."""

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from auth.credentials import CredentialVault
 from connectors import Catalog, Connector
+from server.core.audit import Audit
 from server.core.connections import ConfigValue, Connections
 from server.core.errors import Conflict, Invalid, NotFound
 from storage.credentials import CredentialRecord, CredentialStore
@@ -42,9 +43,16 @@ def parse_ref(ref: str) -> UUID:
 
 class Credentials:
     def __init__(
-        self, *, store: CredentialStore, vault: CredentialVault, catalog: Catalog, connections: Connections
+        self,
+        *,
+        store: CredentialStore,
+        vault: CredentialVault,
+        catalog: Catalog,
+        connections: Connections,
+        audit: Audit,
     ) -> None:
         self._store = store
+        self._audit = audit
         self._vault = vault
         self._catalog = catalog
         self._connections = connections
@@ -76,25 +84,29 @@ class Credentials:
         metadata: Mapping[str, Any] | None = None,
     ) -> CredentialRecord:
         connector = self._provider(provider)
-        # Everything that needs no provider is checked before the provider is asked.
-        name = _checked_text(name, "name", NAME_MAX, required=True)
-        description = _checked_text(description, "description", DESCRIPTION_MAX)
-        type = _checked_type(type, connector)
-        fields = self._check_data(connector, data)
-        account = await self._connections.verify(connector, fields)
         credential_id = self._store.new_id()
-        return await self._store.create(
-            credential_id,
-            owner_id,
-            name=name,
-            description=description,
-            type=type,
-            provider=connector.slug,
-            sealed_data=self._vault.seal(credential_id, fields, kind="credential"),
-            fields=tuple(fields),
-            metadata=dict(metadata or {}),
-            account=account,
-        )
+        detail = {"credential": credential_ref(credential_id), "operation": "create"}
+        with self._audit.timed("credential.submit", owner_id, connector=connector.slug, detail=detail):
+            # Everything that needs no provider is checked before the provider is asked.
+            name = _checked_text(name, "name", NAME_MAX, required=True)
+            description = _checked_text(description, "description", DESCRIPTION_MAX)
+            type = _checked_type(type, connector)
+            fields = self._check_data(connector, data)
+            account = await self._connections.verify(
+                connector, fields, owner_id=owner_id, audit_detail={"credential": detail["credential"]}
+            )
+            return await self._store.create(
+                credential_id,
+                owner_id,
+                name=name,
+                description=description,
+                type=type,
+                provider=connector.slug,
+                sealed_data=self._vault.seal(credential_id, fields, kind="credential"),
+                fields=tuple(fields),
+                metadata=dict(metadata or {}),
+                account=account,
+            )
 
     async def update(
         self,
@@ -117,9 +129,18 @@ class Credentials:
             values["metadata"] = dict(metadata)
         fields: dict[str, str] | None = None
         if data is not None:
-            connector = self._catalog[record.provider]
-            fields = self._check_data(connector, data)
-            values["account"] = await self._connections.verify(connector, fields)
+            ref = credential_ref(record.id)
+            with self._audit.timed(
+                "credential.submit",
+                owner_id,
+                connector=record.provider,
+                detail={"credential": ref, "operation": "rotate"},
+            ):
+                connector = self._catalog[record.provider]
+                fields = self._check_data(connector, data)
+                values["account"] = await self._connections.verify(
+                    connector, fields, owner_id=owner_id, audit_detail={"credential": ref}
+                )
             values["sealed_data"] = self._vault.seal(record.id, fields, kind="credential")
             values["fields"] = list(fields)
         updated = await self._store.update(owner_id, record.id, **values) if values else record
@@ -162,7 +183,9 @@ class Credentials:
                 field="credentialId",
             )
         fields = self._vault.open(record.id, record.sealed_data, kind="credential")
-        account = await self._connections.verify(connector, fields)
+        account = await self._connections.verify(
+            connector, fields, owner_id=owner_id, audit_detail={"credential": credential_ref(record.id)}
+        )
         return await self._connections.add_from_credential(
             owner_id,
             connector,

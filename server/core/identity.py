@@ -18,6 +18,7 @@ from uuid import UUID
 
 from auth import api_keys
 from connectors import Catalog
+from server.core.audit import Actor, Audit
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated, did_you_mean
 from server.core.throttle import AuthThrottle
 from storage.flows import FlowStore, WebSession
@@ -106,8 +107,11 @@ def _digest(token: str) -> str:
 
 
 class Identity:
-    def __init__(self, store: Store, flows: FlowStore, catalog: Catalog, throttle: AuthThrottle) -> None:
+    def __init__(
+        self, store: Store, flows: FlowStore, catalog: Catalog, throttle: AuthThrottle, *, audit: Audit
+    ) -> None:
         self._store = store
+        self._audit = audit
         self._flows = flows
         self._catalog = catalog
         self.throttle = throttle
@@ -170,6 +174,11 @@ class Identity:
             permissions=chosen,
             rate_limit=rate_limit,
         )
+        self._audit.record(
+            "key.create",
+            owner_id,
+            detail={"keyId": str(record.id), "name": record.name, "permissions": list(record.permissions)},
+        )
         return CreatedKey(record, key.plaintext)
 
     async def update_api_key(
@@ -185,6 +194,7 @@ class Identity:
         record = await self._store.update_api_key(owner_id, key_id, **values)
         if record is None:
             raise NotFound("API key not found")
+        self._audit.record("key.update", owner_id, detail={"keyId": str(key_id), "changed": sorted(values)})
         return record
 
     async def list_api_keys(self, owner_id: UUID) -> list[ApiKeyRecord]:
@@ -199,11 +209,13 @@ class Identity:
         )
         if record is None:
             raise NotFound("API key not found")
+        self._audit.record("key.rotate", owner_id, detail={"keyId": str(key_id)})
         return CreatedKey(record, key.plaintext)
 
     async def revoke_api_key(self, owner_id: UUID, key_id: UUID) -> None:
         if not await self._store.revoke_api_key(owner_id, key_id):
             raise NotFound("API key not found")
+        self._audit.record("key.revoke", owner_id, detail={"keyId": str(key_id)})
 
     async def authenticate_owner(self, presented: str | None, client: str | None = None) -> OwnerPrincipal:
         """The owner behind an API key; `client` (the caller's address) is slowed down after failures."""
@@ -250,6 +262,12 @@ class Identity:
             )
         except AlreadyExists as exc:
             raise Conflict(str(exc)) from None
+        self._audit.record(
+            "agent.create",
+            owner_id,
+            agent_id=record.id,
+            detail={"name": record.name, "allowedConnectors": list(record.allowed_connectors)},
+        )
         return CreatedAgent(record, key.plaintext)
 
     async def list_agents(self, owner_id: UUID) -> list[AgentRecord]:
@@ -288,6 +306,10 @@ class Identity:
             raise Conflict(str(exc)) from None
         if updated is None:
             raise NotFound("agent not found")
+        changed = [
+            name for name, value in (("name", name), ("allowedConnectors", allowed)) if value is not None
+        ] + (["toolCallRateLimit"] if limits else [])
+        self._audit.record("agent.update", owner_id, agent_id=agent_id, detail={"changed": changed})
         return updated
 
     async def rotate_agent_key(self, owner_id: UUID, agent_id: UUID) -> CreatedAgent:
@@ -298,11 +320,13 @@ class Identity:
         )
         if record is None:
             raise NotFound("agent not found")
+        self._audit.record("agent.rotate_key", owner_id, agent_id=agent_id)
         return CreatedAgent(record, key.plaintext)
 
     async def delete_agent(self, owner_id: UUID, agent_id: UUID) -> None:
         if not await self._store.delete_agent(owner_id, agent_id):
             raise NotFound("agent not found")
+        self._audit.record("agent.delete", owner_id, agent_id=agent_id)
 
     async def authenticate_agent(self, presented: str, client: str | None = None) -> AgentRecord | None:
         """The agent behind a key, or None; `client` is slowed down after failures (raises Throttled)."""
@@ -313,6 +337,33 @@ class Identity:
         return agent
 
     # -- browser sessions -------------------------------------------------------------------------
+    async def sign_in(self, presented: str | None, client: str | None) -> OpenedSession:
+        """A browser session for the owner key presented (raises Unauthenticated, Throttled); every
+        attempt that reaches the key is audited, a refused one for the owner of the revoked key it
+        names when there is one, else for no owner (an operator's concern)."""
+        try:
+            principal = await self.authenticate_owner(presented, client)
+        except Unauthenticated:
+            revoked = (
+                await self._store.revoked_api_key_by_hash(api_keys.digest(presented)) if presented else None
+            )
+            self._audit.record(
+                "signin.fail",
+                revoked.owner_id if revoked else None,
+                outcome="unauthenticated",
+                actor=Actor.key(revoked.id) if revoked else Actor("key"),
+                detail={
+                    "reason": "revoked key" if revoked else "unknown key" if presented else "no key",
+                    "client": client,
+                },
+            )
+            raise
+        opened = await self.open_session(principal)
+        self._audit.record(
+            "signin.ok", principal.owner_id, actor=Actor.key(principal.key_id), detail={"client": client}
+        )
+        return opened
+
     async def open_session(self, principal: OwnerPrincipal) -> OpenedSession:
         """A browser session acting with `principal`'s key: its permissions, and only while it lives."""
         token = secrets.token_urlsafe(32)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -19,6 +20,7 @@ from auth.oauth import OAuthFailure as ProviderRefused
 from auth.oauth import new_code_verifier, new_state
 from auth.tokens import register_token_secrets
 from connectors import Catalog, Connector
+from server.core.audit import Audit
 from server.core.connections import Connections
 from server.core.errors import Invalid
 from server.core.links import Links
@@ -46,10 +48,13 @@ class OAuthProblem(Exception):
 
     problem: Problem
 
-    def __init__(self, problem: Problem, detail: str = "") -> None:
+    def __init__(
+        self, problem: Problem, detail: str = "", *, connection: ConnectionRecord | None = None
+    ) -> None:
         super().__init__(f"{problem}: {detail}" if detail else problem)
         self.problem = problem
         self.detail = detail
+        self.connection = connection  # the signed-in owner's connection, once it is known
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +77,9 @@ class OAuthFlow:
         flows: FlowStore,
         vault: CredentialVault,
         links: Links,
+        audit: Audit,
     ) -> None:
+        self._audit = audit
         self._catalog = catalog
         self._clients = clients
         self._connections = connections
@@ -125,7 +132,33 @@ class OAuthFlow:
         return client.authorization_url(state=state, code_verifier=verifier, select_account=select_account)
 
     async def complete(self, *, signed_in_owner: UUID, state: str, code: str) -> Completed:
-        """Redeem the code for tokens; nothing is stored unless every check passes."""
+        """Redeem the code for tokens; nothing is stored unless every check passes. Audited for the
+        signed-in owner as oauth.complete, or oauth.fail with the problem as its outcome."""
+        started = time.perf_counter()
+        try:
+            completed = await self._complete(signed_in_owner, state, code)
+        except OAuthProblem as problem:
+            connection = problem.connection
+            self._audit.record(
+                "oauth.fail",
+                signed_in_owner,
+                outcome=problem.problem,
+                connection_id=connection.id if connection else None,
+                connector=connection.connector_slug if connection else None,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                detail={"reason": problem.detail[:200]} if problem.detail else None,
+            )
+            raise
+        self._audit.record(
+            "oauth.complete",
+            signed_in_owner,
+            connection_id=completed.connection.id,
+            connector=completed.connector.slug,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+        return completed
+
+    async def _complete(self, signed_in_owner: UUID, state: str, code: str) -> Completed:
         claimed = await self._flows.consume_state(state_digest(state))
         if claimed == "unknown":
             raise OAuthProblem("unknown_state")
@@ -141,7 +174,9 @@ class OAuthFlow:
         connector = self._catalog[connection.connector_slug]
         client = self._clients.client(connector)
         if client is None:
-            raise OAuthProblem("gone", f"{connector.spec.name} has no OAuth client configured")
+            raise OAuthProblem(
+                "gone", f"{connector.spec.name} has no OAuth client configured", connection=connection
+            )
         verifier = None
         if claimed.sealed_verifier:
             verifier = self._vault.open(connection.id, claimed.sealed_verifier)["code_verifier"]
@@ -149,7 +184,7 @@ class OAuthFlow:
             tokens = await client.exchange(code=code, code_verifier=verifier)
         except ProviderRefused as failure:
             logger.warning("OAuth code exchange for connection %s failed: %s", connection.id, failure.error)
-            raise OAuthProblem("exchange_failed", failure.error) from None
+            raise OAuthProblem("exchange_failed", failure.error, connection=connection) from None
         register_token_secrets(tokens.fields)
         fields = dict(tokens.fields)
         keys = dict(connector.spec.oauth.credential_keys) if connector.spec.oauth else {}
@@ -166,7 +201,7 @@ class OAuthFlow:
             token_expires_at=datetime.fromtimestamp(tokens.expires_at, UTC) if tokens.expires_at else None,
         )
         if activated is None:
-            raise OAuthProblem("gone", "the connection was deleted meanwhile")
+            raise OAuthProblem("gone", "the connection was deleted meanwhile", connection=connection)
         return Completed(activated, connector)
 
     async def fail(self, *, state: str, problem: Problem) -> None:
@@ -174,6 +209,9 @@ class OAuthFlow:
         claimed = await self._flows.consume_state(state_digest(state))
         if isinstance(claimed, str):
             return
+        self._audit.record(
+            "oauth.fail", claimed.owner_id, outcome=problem, connection_id=claimed.connection_id
+        )
         await self._connections.handshake_ended(
             claimed.owner_id, claimed.connection_id, f"authorization ended: {problem}"
         )

@@ -62,7 +62,14 @@ def build_mcp_server(core: Core, resolve_caller: CallerResolver) -> McpServer:
     jobs = JobTools(core.jobs)
     connect_flow = ConnectFlow(core.connections, core.catalog, core.waiters, core.links)
     tools = ToolHandlers(
-        core.catalog, core.connections, connect_flow, jobs, resolve_caller, core.rate_limits, core.metrics
+        core.catalog,
+        core.connections,
+        connect_flow,
+        jobs,
+        resolve_caller,
+        core.rate_limits,
+        core.metrics,
+        core.audit,
     )
     resources = ResourceHandlers(core.files, jobs, resolve_caller)
 

@@ -12,6 +12,7 @@ from mcp.shared.exceptions import MCPError
 
 from connectors import Action, Catalog, Connector
 from connectors.errors import InvalidInput, NotConnected
+from server.core.audit import Actor, Audit, acting_as
 from server.core.connections import Connections
 from server.core.metrics import Metrics
 from server.core.rate_limits import OverQuota, RateLimits
@@ -69,8 +70,10 @@ class ToolHandlers:
         resolve_caller: CallerResolver,
         rate_limits: RateLimits,
         metrics: Metrics,
+        audit: Audit,
     ) -> None:
         self._rate_limits = rate_limits
+        self._audit = audit
         self._metrics = metrics
         self._catalog = catalog
         self._connections = connections
@@ -125,16 +128,31 @@ class ToolHandlers:
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult | types.InputRequiredResult:
         caller = await self._resolve_caller(ctx)
+        with acting_as(Actor.agent(caller.agent_id)):
+            return await self._call_as(caller, ctx, params, time.perf_counter())
+
+    async def _call_as(
+        self,
+        caller: Caller,
+        ctx: ServerRequestContext[Any],
+        params: types.CallToolRequestParams,
+        started: float,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """The call, audited once: by Connections.run when it runs a connector action, here otherwise."""
         try:
             await self._rate_limits.tool_call(caller.agent_id, caller.tool_rate_limit)
         except OverQuota as over:
-            return errors.tool_failure(over, params.name)  # a result the model can wait out, not a drop
+            # A result the model can wait out, not a drop.
+            return self._audited(caller, params.name, started, errors.tool_failure(over, params.name))
         if params.name == WAIT_TOOL and self._visible_connectors(caller):
-            return await self._connect.wait_tool(caller, params.arguments or {})
+            waited = await self._connect.wait_tool(caller, params.arguments or {})
+            return self._audited(caller, params.name, started, waited)
         if self._jobs.offers(caller, params.name):
-            return await self._jobs.call(caller, params.name, dict(params.arguments or {}))
+            done = await self._jobs.call(caller, params.name, dict(params.arguments or {}))
+            return self._audited(caller, params.name, started, done)
         action = self._catalog.find_tool(params.name)
         if action is None or not caller.allows(action.connector_slug):
+            self._record(caller, params.name[:128], started, "unknown_tool")
             # Identical for a tool that does not exist and one this agent may not use.
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
         arguments = dict(params.arguments or {})
@@ -145,18 +163,46 @@ class ToolHandlers:
             if resuming is not None:
                 resumed = await self._connect.resume(caller, action, resuming, params)
                 if isinstance(resumed, types.CallToolResult):
-                    return resumed
+                    return self._audited(caller, params.name, started, resumed, action)
                 connection = resumed
             if connection is None:
                 connection = await self._pick_connection(caller, action, label)
+        except NotConnected as needed:  # a retry never asks twice
+            return self._audited(caller, params.name, started, not_connected_result(needed), action)
+        except Exception as exc:
+            return self._audited(caller, params.name, started, errors.tool_failure(exc, params.name), action)
+        try:
             result = await self._connections.run(connection, action, arguments)
         except NotConnected as needed:
-            if connection is None or resuming is not None:
-                return not_connected_result(needed)  # a retry never asks twice
+            if resuming is not None:
+                return not_connected_result(needed)
             return self._connect.ask(ctx, caller, connection, needed)
         except Exception as exc:
             return errors.tool_failure(exc, params.name)
         return errors.tool_success(result.model_dump(mode="json"))
+
+    def _audited(
+        self,
+        caller: Caller,
+        tool: str,
+        started: float,
+        result: types.CallToolResult,
+        action: Action | None = None,
+    ) -> types.CallToolResult:
+        self._record(caller, tool, started, outcome_of(result), action)
+        return result
+
+    def _record(
+        self, caller: Caller, tool: str, started: float, outcome: str, action: Action | None = None
+    ) -> None:
+        self._audit.record(
+            "tool.call",
+            caller.owner_id,
+            connector=action.connector_slug if action is not None else None,
+            action=tool,
+            outcome=outcome,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
 
     async def _pick_connection(self, caller: Caller, action: Action, label: Any) -> ConnectionRecord:
         """The connection to run on; when none is active, the (new or reused) pending one."""

@@ -70,6 +70,7 @@ TAGS = {
     "keys": ("API keys", "The owner's API keys and their permissions."),
     "webhook-endpoints": ("Webhooks", "Endpoints that receive a provider's events."),
     "jobs": ("Jobs", "Provider events turned into durable jobs for agents."),
+    "audit": ("Audit", "The owner's audit trail: who did what, on which connection, and how it ended."),
     "openapi": ("Contract", "This document."),
     "pages": ("Browser pages", "Pages a person opens in a browser tab, signed in with an API key."),
     "files": ("Files", "Uploaded files and GCS bucket folders that agents read as MCP resources."),

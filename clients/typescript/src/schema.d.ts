@@ -112,6 +112,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List audit events
+         * @description The owner's audit trail, newest first: tool calls and action runs (never their arguments or
+         *     results), credential submissions and verifications, OAuth completions and failures, connection
+         *     status changes, key and agent changes, sign-ins. Filter by time, agent, connection and kind;
+         *     page with `cursor`.
+         *
+         *     Needs an API key with the `read` permission.
+         */
+        get: operations["listAuditEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/connect/{connector}": {
         parameters: {
             query?: never;
@@ -938,6 +963,135 @@ export interface components {
              * @description When it was revoked.
              */
             revokedAt: string | null;
+        };
+        /** AuditActor */
+        AuditActor: {
+            /**
+             * Type
+             * @description agent, key (an API key), session (a signed-in browser) or system.
+             */
+            type: string;
+            /**
+             * Id
+             * @description The agent's or the API key's id (for a session, the key it was opened with).
+             */
+            id: string | null;
+        };
+        /** AuditEventOut */
+        AuditEventOut: {
+            /**
+             * Id
+             * @description The event's id (time-ordered).
+             */
+            id: string;
+            /**
+             * At
+             * Format: date-time
+             * @description When it happened (UTC, to the millisecond).
+             */
+            at: string;
+            /**
+             * Kind
+             * @description What happened: tool.call, action.run, key.create, signin.fail, ...
+             */
+            kind: string;
+            /** @description Who did it. */
+            actor: components["schemas"]["AuditActor"];
+            /**
+             * Agentid
+             * @description The agent that acted, or the one acted on (agent.*).
+             */
+            agentId: string | null;
+            /**
+             * Connectionid
+             * @description The connection it was about.
+             */
+            connectionId: string | null;
+            /**
+             * Connector
+             * @description That connection's (or credential's) connector.
+             */
+            connector: string | null;
+            /**
+             * Action
+             * @description The tool or action (slack_post_message, tendril_claim_jobs).
+             */
+            action: string | null;
+            /**
+             * Outcome
+             * @description ok, or the error code it ended with (not_connected, rate_limited, ...).
+             */
+            outcome: string;
+            /**
+             * Latencyms
+             * @description How long it took, in milliseconds, where timed.
+             */
+            latencyMs: number | null;
+            /**
+             * Detail
+             * @description A few facts of the event (the key's id and name, a status move's from and to); never arguments, results or secrets.
+             */
+            detail: {
+                [key: string]: unknown;
+            };
+        };
+        /** AuditEventQuery */
+        AuditEventQuery: {
+            /**
+             * Since
+             * @description Only events at or after this time (ISO 8601; UTC when it names no zone).
+             * @default null
+             */
+            since?: string | null;
+            /**
+             * Until
+             * @description Only events before this time (ISO 8601).
+             * @default null
+             */
+            until?: string | null;
+            /**
+             * Agent
+             * @description Only events done by or to this agent.
+             * @default null
+             */
+            agent?: string | null;
+            /**
+             * Connection
+             * @description Only events about this connection.
+             * @default null
+             */
+            connection?: string | null;
+            /**
+             * Kind
+             * @description Only events of this kind (tool.call, action.run, credential.submit, credential.verify, oauth.complete, oauth.fail, connection.status, key.create, key.update, key.rotate, key.revoke, agent.create, agent.update, agent.rotate_key, agent.delete, signin.ok, signin.fail), or of a family: the part before the dot (tool, key, agent, ...).
+             * @default null
+             */
+            kind?: string | null;
+            /**
+             * Limit
+             * @description Events per page, at most 500.
+             * @default 50
+             */
+            limit?: number;
+            /**
+             * Cursor
+             * @description The previous page's nextCursor, for the page after it.
+             * @default null
+             */
+            cursor?: string | null;
+        };
+        /** AuditEvents */
+        AuditEvents: {
+            /**
+             * Events
+             * @description Newest first.
+             */
+            events: components["schemas"]["AuditEventOut"][];
+            /**
+             * Nextcursor
+             * @description Pass as `cursor` for the next page; null on the last one.
+             */
+            nextCursor: string | null;
         };
         /** ByteChunk */
         ByteChunk: {
@@ -3185,6 +3339,105 @@ export interface operations {
             };
             /** @description Nothing by that id among the key owner's things. */
             404: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests; Retry-After says how many seconds to wait. */
+            429: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unexpected failure; the answer carries only the reference it was logged under. */
+            500: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listAuditEvents: {
+        parameters: {
+            query?: {
+                /** @description Only events at or after this time (ISO 8601; UTC when it names no zone). */
+                since?: string | null;
+                /** @description Only events before this time (ISO 8601). */
+                until?: string | null;
+                /** @description Only events done by or to this agent. */
+                agent?: string | null;
+                /** @description Only events about this connection. */
+                connection?: string | null;
+                /** @description Only events of this kind (tool.call, action.run, credential.submit, credential.verify, oauth.complete, oauth.fail, connection.status, key.create, key.update, key.rotate, key.revoke, agent.create, agent.update, agent.rotate_key, agent.delete, signin.ok, signin.fail), or of a family: the part before the dot (tool, key, agent, ...). */
+                kind?: string | null;
+                /** @description Events per page, at most 500. */
+                limit?: number;
+                /** @description The previous page's nextCursor, for the page after it. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK. */
+            200: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditEvents"];
+                };
+            };
+            /** @description The request is malformed: a bad id, query parameter or body (the message names the field). */
+            400: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No API key, or one Tendril does not know. */
+            401: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["XRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The key lacks the permission this operation needs (or a provider refused the action). */
+            403: {
                 headers: {
                     "X-RateLimit-Limit": components["headers"]["XRateLimitLimit"];
                     "X-RateLimit-Remaining": components["headers"]["XRateLimitRemaining"];

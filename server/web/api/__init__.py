@@ -10,7 +10,7 @@ from starlette.routing import BaseRoute, Match, Route, request_response
 from starlette.types import Receive, Scope, Send
 
 from server.web import openapi
-from server.web.api import actions, agents, catalog, connections, credentials, files, webhooks
+from server.web.api import actions, agents, audit, catalog, connections, credentials, files, webhooks
 from server.web.errors import HttpProblem
 from server.web.quotas import keyless
 
@@ -56,6 +56,7 @@ def api_routes() -> list[BaseRoute]:
             "/api/v1/webhook-endpoints/{endpoint_id}", webhooks.delete_webhook_endpoint, methods=["DELETE"]
         ),
         Route("/api/v1/jobs", webhooks.list_jobs, methods=["GET"]),
+        Route("/api/v1/audit", audit.list_audit_events, methods=["GET"]),
         Route("/api/v1/jobs/{job_id}/retry", webhooks.retry_job, methods=["POST"]),
         Route("/api/v1/agents/{agent_id}/delivery", webhooks.set_agent_delivery, methods=["PUT"]),
         Route("/api/v1/agents/{agent_id}/delivery", webhooks.clear_agent_delivery, methods=["DELETE"]),

@@ -169,7 +169,7 @@ async def connect_once(call: Call) -> ConnectOnceResult:
     try:
         if not isinstance(params, dict):
             raise InvalidInput("params must be a JSON object", field="params")
-        result = await core.connections.run_inline(connector, action, credentials, params)
+        result = await core.connections.run_inline(call.owner_id, connector, action, credentials, params)
     except ConnectorError as error:
         # The guide names every execution failure `connector_error: ...`; status and code stay specific.
         error.message = f"connector_error: {error.message}"

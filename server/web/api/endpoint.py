@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from auth.api_keys import Permission
 from server.core import Core
+from server.core.audit import Actor, acting_as
 from server.core.errors import Unauthenticated
 from server.core.identity import OwnerPrincipal
 from server.core.throttle import Throttled
@@ -211,7 +212,8 @@ def api(
                     else None
                 )
                 call = Call(request, core, principal, parsed_ids, parsed_body, parsed_query)
-                return render(await handler(call))
+                with acting_as(Actor.key(principal.key_id)):  # whom the audit trail names
+                    return render(await handler(call))
 
             return window.shown_on(await guarded(request, work))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 
 from server.core.links import CONNECT_PAGE_PATH, OAUTH_CALLBACK_PATH, OAUTH_START_PATH
-from server.web.pages import admin, agents, connect, dashboard, docs, home, keys, signin
+from server.web.pages import admin, agents, audit, connect, dashboard, docs, home, keys, signin
 
 
 def page_routes() -> list[BaseRoute]:
@@ -30,6 +30,7 @@ def page_routes() -> list[BaseRoute]:
         Route(keys.PATH, keys.keys_page, methods=["GET"]),
         Route(keys.PATH, keys.create_key, methods=["POST"]),
         Route(keys.PATH + "/{key_id}/revoke", keys.revoke_key, methods=["POST"]),
+        Route(audit.PATH, audit.audit_trail, methods=["GET"]),
         Route(CONNECT_PAGE_PATH, connect.connect_page, methods=["GET"]),
         Route(CONNECT_PAGE_PATH, connect.connect_submit, methods=["POST"]),
         Route(OAUTH_START_PATH, connect.oauth_start, methods=["GET"]),

@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 
 from auth import api_keys
 from auth.api_keys import Permission
+from server.core.audit import Actor, acting_as
 from server.core.errors import DomainError, Forbidden
 from server.core.identity import SESSION_TTL, OpenedSession
 from server.core.throttle import Throttled
@@ -125,7 +126,8 @@ def signed_in(
                         raise Forbidden(f"the API key you signed in with lacks the '{permission}' permission")
                     if query is not None:
                         request.state.query = parse(query, dict(request.query_params))
-                    return await handler(request, session)
+                    with acting_as(Actor.session(session.key_id)):  # whom the audit trail names
+                        return await handler(request, session)
                 except (DomainError, HttpProblem) as error:
                     return refusal_page(request, error)
 

@@ -80,14 +80,14 @@ async def signin(request: Request) -> Response:
         except (DomainError, HttpProblem) as error:  # malformed, oversized or cross-site
             return refusal_page(request, error)
         try:
-            principal = await core.identity.authenticate_owner(form.api_key, client_of(request))
+            opened = await core.identity.sign_in(form.api_key, client_of(request))
         except Unauthenticated:
             return _form(request, "That API key is not valid.", 401)
         except Throttled as throttled:
             return refusal_page(request, throttled)
-        note_key(request.scope, principal.key_id)
+        note_key(request.scope, opened.session.key_id)
         response = RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
-        set_session_cookie(request, await core.identity.open_session(principal), response)
+        set_session_cookie(request, opened, response)
         response.delete_cookie(SIGNIN_COOKIE, path="/signin")
         return response
 
