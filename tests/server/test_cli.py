@@ -91,8 +91,12 @@ def cli(
         for key, value in child_env(settings, **env).items():
             if key.startswith("TENDRIL_"):
                 monkeypatch.setenv(key, value)
-        root = logging.getLogger()
-        umask, handlers, level = os.umask(0o022), root.handlers[:], root.level
+        # main() sets up logging for a process of its own: the root handlers, the root's level and
+        # the levels of noisy libraries (httpx, alembic, ...), all put back for the tests after this.
+        root, loggers = logging.getLogger(), logging.root.manager.loggerDict
+        umask, handlers = os.umask(0o022), root.handlers[:]
+        levels = {name: lg.level for name, lg in loggers.items() if isinstance(lg, logging.Logger)}
+        levels[""] = root.level
         try:
             code = main(list(args))
         except SystemExit as exit:  # argparse's --version and usage errors
@@ -100,7 +104,9 @@ def cli(
         finally:
             os.umask(umask)
             root.handlers[:] = handlers
-            root.setLevel(level)
+            for name, logger in [("", root), *loggers.items()]:
+                if isinstance(logger, logging.Logger):
+                    logger.setLevel(levels.get(name, logging.NOTSET))
         out, err = capsys.readouterr()
         return Ran(code, out, err)
 
