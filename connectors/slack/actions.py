@@ -226,7 +226,9 @@ class UploadFileInput(BaseModel):
         None,
         min_length=1,
         max_length=200,
-        description="Channel id (C0123...) to share the file in; defaults to the connection's defaultChannel.",
+        description=(
+            "Channel id (C0123...) to share the file in; defaults to the connection's defaultChannel."
+        ),
     )
     content: str = Field(min_length=1, max_length=5_000_000, description="The file's text content.")
     filename: str = Field(
