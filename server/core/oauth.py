@@ -20,7 +20,7 @@ from auth.oauth import OAuthFailure as ProviderRefused
 from auth.oauth import new_code_verifier, new_state
 from auth.tokens import register_token_secrets
 from connectors import Catalog, Connector
-from server.core.audit import Audit
+from server.core.audit import Actor, Audit
 from server.core.connections import Connections
 from server.core.errors import Invalid
 from server.core.links import Links
@@ -204,13 +204,19 @@ class OAuthFlow:
             raise OAuthProblem("gone", "the connection was deleted meanwhile", connection=connection)
         return Completed(activated, connector)
 
-    async def fail(self, *, state: str, problem: Problem) -> None:
+    async def fail(self, *, state: str, problem: Problem, signed_in_owner: UUID | None = None) -> None:
         """A provider error (access_denied): burn the state and note it on the connection."""
         claimed = await self._flows.consume_state(state_digest(state))
         if isinstance(claimed, str):
             return
+        # Audited for the connection's owner; a browser signed in as someone else stays unnamed.
+        stranger = signed_in_owner is not None and signed_in_owner != claimed.owner_id
         self._audit.record(
-            "oauth.fail", claimed.owner_id, outcome=problem, connection_id=claimed.connection_id
+            "oauth.fail",
+            claimed.owner_id,
+            outcome=problem,
+            connection_id=claimed.connection_id,
+            actor=Actor("session") if stranger else None,
         )
         await self._connections.handshake_ended(
             claimed.owner_id, claimed.connection_id, f"authorization ended: {problem}"

@@ -18,11 +18,12 @@ from clients import TendrilApiError, TendrilClient
 from clients.models import AuditEvent
 from server.core.audit import Actor, acting_as
 from server.core.group_commit import GroupCommit
+from server.settings import Settings
 from storage import schema
 from tests.conftest import SLACK_TOKEN, TELEGRAM_TOKEN, Fakes, LiveTendril, OAuthFakes, Owner, Tendril
 from tests.server.test_oauth_flow import connected_via_oauth
 from tests.support.browser_http import BrowserLike, csrf_of, signin_token_of
-from tests.support.core import stored_rows
+from tests.support.core import prepared_core, stored_rows
 from tests.support.mcp import mcp_client
 
 pytestmark = pytest.mark.anyio
@@ -180,15 +181,31 @@ async def test_oauth_completions_and_failures_are_audited(
         forged = await browser.get("/api/v1/connections/oauth/callback?state=forged-state&code=c")
         assert forged.status_code == 400
 
+        # Declined, and the provider's redirect opened in a browser signed in as someone else.
+        stranger = await oauth_tendril.new_owner()
+        oauth_fakes.github.next_consent = "deny"
+        declined = await browser.provider_redirect(await browser.stop_at_provider(started.oauth_url))
+        async with BrowserLike(oauth_tendril.transport()) as theirs:
+            await theirs.sign_in(stranger.api_key)
+            assert (await theirs.get(declined)).status_code == 400
+
     found = await events(client, kind="oauth")
     assert [(e.kind, e.outcome, e.connection_id) for e in found] == [
+        ("oauth.fail", "access_denied", started.connection.id),
         ("oauth.fail", "unknown_state", None),
         ("oauth.fail", "access_denied", started.connection.id),
         ("oauth.complete", "ok", connected),
     ]
+    key_id = await key_id_of(client)
+    assert (found[0].actor.type, found[0].actor.id) == ("session", None)  # the stranger stays unnamed
+    assert (found[1].actor.id, found[2].actor.id) == (key_id, key_id)
     complete = found[-1]
     assert complete.connector == "github" and complete.actor.type == "session"
-    assert complete.actor.id == await key_id_of(client)
+    assert complete.actor.id == key_id
+    assert [e.kind for e in await events(oauth_tendril.client(stranger.api_key))] == [
+        "signin.ok",
+        "key.create",
+    ]
     assert "forged-state" not in json.dumps([e.model_dump() for e in found])
     moves = [e.detail for e in await events(client, connection=started.connection.id)]
     assert {"from": "pending", "to": "pending"} not in moves  # a move to where it was is no move
@@ -362,6 +379,15 @@ async def test_an_event_that_cannot_be_written_is_dropped_and_the_rest_are_kept(
     await core.audit.flush()  # the batch fails on the deleted owner; the rest is written alone
     rows = await audit_rows(tendril)
     assert [str(r["owner_id"]) for r in rows if r["kind"] == "agent.delete"] == [kept.id]
+
+
+async def test_changes_made_without_a_running_loop_are_written_at_close(settings: Settings) -> None:
+    async with prepared_core(settings) as core:  # as the CLI works: no background loops
+        owner = await core.identity.create_owner("cli-owner")
+        await core.identity.create_agent(owner.id, name="cli-agent", allowed_connectors=["slack"])
+    async with stored_rows(settings) as store, store.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(schema.audit_events))).all()
+    assert [(r.kind, r.actor_type, r.owner_id) for r in rows] == [("agent.create", "system", owner.id)]
 
 
 async def test_a_failing_store_never_fails_the_recording_or_the_flush() -> None:

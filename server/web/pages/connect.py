@@ -136,7 +136,7 @@ async def oauth_callback(request: Request, session: WebSession) -> Response:
     if not query.state:
         return message(request, "Authorization failed", _PROBLEMS["unknown_state"], 400)
     if query.error:
-        await core.oauth.fail(state=query.state, problem="access_denied")
+        await core.oauth.fail(state=query.state, problem="access_denied", signed_in_owner=session.owner_id)
         reason = (
             _PROBLEMS["access_denied"] if query.error == "access_denied" else _PROBLEMS["exchange_failed"]
         )
