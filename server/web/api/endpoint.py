@@ -52,7 +52,7 @@ class ApiRequest(RequestModel):
 
 
 def examples(*bodies: dict[str, Any]) -> ConfigDict:
-    """A request model's examples (the shapes the seed documents show), for the OpenAPI document."""
+    """A request model's examples (the bodies users of such APIs already send), for the OpenAPI document."""
     return ConfigDict(json_schema_extra={"examples": list(bodies)})
 
 
