@@ -147,8 +147,9 @@ class NewConnectorInstance(ApiRequest):
 
 # -- routes --------------------------------------------------------------------------------------
 async def _out(core: Core, owner_id: UUID, record: CredentialRecord) -> CredentialOut:
-    backing = await core.credentials.backing(owner_id)
-    return CredentialOut.of(record, backing.get(record.id, []))
+    """One credential with the live connections it backs (only its own are read)."""
+    backed = await core.connections.list(owner_id, credential_id=record.id)
+    return CredentialOut.of(record, [connection.id for connection in backed])
 
 
 def _ref(call: Call) -> str:
