@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+import ahocorasick
+
 MASK = "****"
 _MIN_SECRET_LENGTH = 6  # shorter strings would mask ordinary words
 _MAX_REMEMBERED = 10_000
@@ -108,10 +110,12 @@ class Scrubber:
 
 
 class SecretRegistry:
+    """The secrets (in all their forms) this process opened recently, most recent last."""
+
     def __init__(self) -> None:
         self._secrets: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
-        self._pattern: re.Pattern[str] | None = None
+        self._automaton: ahocorasick.Automaton | None = None
 
     def register(self, value: str) -> None:
         if len(value) < _MIN_SECRET_LENGTH:
@@ -124,21 +128,37 @@ class SecretRegistry:
                 self._secrets[form] = None
             while len(self._secrets) > _MAX_REMEMBERED:
                 self._secrets.popitem(last=False)
-            self._pattern = None
+            self._automaton = None
 
     def redact(self, text: str) -> str:
         if len(text) < _MIN_SECRET_LENGTH:
             return text  # too short to hold a secret or any pattern's match
         if _may_match(text):
             text = _PATTERN.sub(_keep_prefix, text)
-        pattern = self._compiled()
-        return pattern.sub(MASK, text) if pattern else text
+        automaton = self._compiled()
+        if automaton is None:
+            return text
+        # Leftmost-longest, non-overlapping: a secret containing another is masked whole.
+        pieces: list[str] = []
+        kept_from = 0
+        for end, length in automaton.iter_long(text):
+            start = end + 1 - length
+            pieces += (text[kept_from:start], MASK)
+            kept_from = end + 1
+        if not pieces:
+            return text
+        pieces.append(text[kept_from:])
+        return "".join(pieces)
 
-    def _compiled(self) -> re.Pattern[str] | None:
+    def _compiled(self) -> ahocorasick.Automaton | None:
         with self._lock:
-            if self._pattern is None and self._secrets:
-                self._pattern = _pattern(self._secrets)
-            return self._pattern
+            if self._automaton is None and self._secrets:
+                automaton = ahocorasick.Automaton()
+                for form in self._secrets:
+                    automaton.add_word(form, len(form))
+                automaton.make_automaton()
+                self._automaton = automaton
+            return self._automaton
 
 
 secrets_to_redact = SecretRegistry()

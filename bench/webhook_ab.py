@@ -8,8 +8,9 @@ worktree of the revision to measure, run with this venv), on SQLite, logging at 
 WARNING; INFO writes the access log), with extra TENDRIL_ settings. All servers run at once, set up
 as webhook_ingest.py sets up its one; then each round loads every server in turn for `--seconds`
 with pre-signed GitHub deliveries. Printed per target: server CPU per event (from /proc) for each
-round, and the median. Rounds interleave the targets, so a busy machine slows them alike; on a
-shared machine prefer the medians of many short rounds to one long run.
+round, its median, and the median of its per-round ratios to the first target. Rounds interleave
+the targets, so a busy machine slows them alike; on a shared machine prefer the medians of many
+short rounds to one long run.
 """
 
 from __future__ import annotations
@@ -90,9 +91,16 @@ def main() -> int:
             for process, _ in servers.values():
                 process.wait(10)
             time.sleep(0.2)
+    first = per_event[targets[0][0]]
     for name, values in per_event.items():
         rounds = " ".join(f"{v:.0f}" for v in values)
-        print(f"{name:<16} median {statistics.median(values):5.0f} us server CPU/event   rounds: {rounds}")
+        # Within a round the targets ran seconds apart, so their ratio cancels most of what a busy
+        # machine adds; the median of those ratios is the figure to quote.
+        ratio = statistics.median(v / f for v, f in zip(values, first, strict=True))
+        print(
+            f"{name:<16} median {statistics.median(values):5.0f} us server CPU/event"
+            f"   x{ratio:.2f} of {targets[0][0]} (median per-round ratio)   rounds: {rounds}"
+        )
     return 0
 
 

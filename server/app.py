@@ -27,6 +27,7 @@ from server.core.files import FileService
 from server.core.gcs_grants import GcsGrants, parse_setting
 from server.core.identity import Identity
 from server.core.jobs import Jobs
+from server.core.keys_at_rest import KeysAtRest
 from server.core.links import MCP_PATH, Links
 from server.core.metrics import Metrics
 from server.core.oauth import OAuthFlow
@@ -57,6 +58,7 @@ from storage.jobs import JobQueue, WebhookStore
 from storage.notices import ChangeNotices
 from storage.rate_windows import RateWindowStore
 from storage.repositories import Store, utcnow
+from storage.sealed import SealedValues
 
 JOB_RETRY_CAP_SECONDS = 600
 
@@ -180,6 +182,7 @@ def build_core(
         audit=audit,
         metrics=metrics,
         readiness=Readiness(lambda: db.migration_state(engine)),
+        keys_at_rest=KeysAtRest(vault, SealedValues(engine)),
         derive_key=keyring.derive,
         _engine=engine,
         _hooks=hooks,

@@ -40,6 +40,7 @@ from auth.crypto import CryptoError, generate_key
 from server.app import build_app, build_core, build_mcp, openapi_document
 from server.core import Core
 from server.core.errors import DomainError, NotFound, did_you_mean
+from server.core.files import FILE_CONNECTORS
 from server.core.webhooks.endpoints import Registration
 from server.keys import KEY_FILE_NAME, StartupRefused
 from server.logs import configure_logging
@@ -480,7 +481,10 @@ def cmd_owners_delete(settings: Settings, args: argparse.Namespace) -> int:
             else:
                 _tell(f"Webhook endpoint {endpoint.id} ({endpoint.provider}) deleted: {removal.how}")
         for connection in connections:
-            await core.connections.revoke(owner.id, connection.id)
+            if connection.connector_slug in FILE_CONNECTORS:  # revoked, and the uploaded content deleted
+                await core.files.delete(owner.id, f"conn_{connection.id.hex}")
+            else:
+                await core.connections.revoke(owner.id, connection.id)
             _tell(f"Connection {connection.id} ({connection.connector_slug}) revoked.")
         await core.identity.delete_owner(owner.id)
         _say(f"Deleted owner {owner.name} ({owner.id}).")
@@ -751,15 +755,10 @@ class _Progress:
 
 def cmd_crypto_rotate(settings: Settings, args: argparse.Namespace) -> int:
     async def work(core: Core) -> int:
-        resealed, unchanged = await core.connections.reseal_all(_Progress("connection credentials"))
-        objects_resealed, objects_unchanged = await core.credentials.reseal_all(
-            _Progress("credential objects")
-        )
-        _say(
-            f"re-encrypted {resealed} connection credential(s) and {objects_resealed} credential "
-            f"object(s) with key {core.connections.primary_key_id}; "
-            f"{unchanged + objects_unchanged} already used it"
-        )
+        report = await core.keys_at_rest.reseal_all(_Progress)
+        for line in report:
+            _say(f"{line.what}: re-encrypted {line.resealed}, {line.unchanged} already used the key")
+        _say(f"every sealed value now uses key {core.keys_at_rest.primary_key_id}")
         return 0
 
     return _run(settings, work)

@@ -148,18 +148,3 @@ class CredentialStore:
                 table.delete().where(table.c.id == credential_id, table.c.owner_id == owner_id)
             )
         return result.rowcount == 1
-
-    # -- keys at rest -------------------------------------------------------------------------------
-    async def all_sealed(self) -> list[tuple[UUID, str]]:
-        table = schema.credentials
-        async with self.engine.connect() as conn:
-            return [(row.id, row.data) for row in await conn.execute(sa.select(table.c.id, table.c.data))]
-
-    async def replace_sealed(self, credential_id: UUID, old: str, new: str) -> bool:
-        """Compare-and-swap, so a key rotation never overwrites data written meanwhile."""
-        table = schema.credentials
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                table.update().where(table.c.id == credential_id, table.c.data == old).values(data=new)
-            )
-        return result.rowcount == 1

@@ -577,17 +577,6 @@ class Store:
             )
             return [(row.id, row.credentials) for row in rows]
 
-    async def replace_sealed_credentials(self, connection_id: UUID, old: str, new: str) -> bool:
-        """Compare-and-swap, so a rotation never overwrites a credential written meanwhile."""
-        table = schema.connections
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                table.update()
-                .where(table.c.id == connection_id, table.c.credentials == old)
-                .values(credentials=new)
-            )
-        return result.rowcount == 1
-
     async def connection_by_id(self, connection_id: UUID) -> ConnectionRecord | None:
         """Unscoped read for internal machinery (token refresh) that already holds a scoped record."""
         table = schema.connections

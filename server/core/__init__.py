@@ -23,6 +23,7 @@ from server.core.events import ChangeEvents
 from server.core.files import FileService
 from server.core.identity import Identity
 from server.core.jobs import Jobs
+from server.core.keys_at_rest import KeysAtRest
 from server.core.links import Links
 from server.core.metrics import Metrics
 from server.core.oauth import OAuthFlow
@@ -61,6 +62,7 @@ class Core:
     audit: Audit  # the audit trail: recorded by the use cases, read by GET /api/v1/audit
     metrics: Metrics  # what /metrics shows: counted by the use cases and the edges
     readiness: Readiness  # what /readyz answers
+    keys_at_rest: KeysAtRest  # the master key: checked at start, rotated by `tendril crypto rotate`
     # Keys derived from the master key for other purposes (sealing MCP request state).
     derive_key: Callable[[bytes], bytes]
     # Machinery the use cases run on, started and stopped by `running()`.
@@ -73,8 +75,7 @@ class Core:
     async def prepare(self) -> None:
         """Bring the database schema up to date and check the master key opens what is stored."""
         await db.upgrade(self._engine)
-        await self.connections.check_master_key()
-        await self.credentials.check_master_key()
+        await self.keys_at_rest.check()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Core]:

@@ -527,33 +527,3 @@ class Connections:
         except InvalidCredentials:
             await self.needs_reauth(connection, "the provider rejected the stored credential")
             raise self.not_connected(connection, reauth=True) from None
-
-    # -- keys at rest ---------------------------------------------------------------------------------
-    async def check_master_key(self) -> None:
-        """Open one stored credential per key id: a wrong TENDRIL_MASTER_KEY fails here, loudly."""
-        seen: set[str] = set()
-        for connection_id, sealed in await self._store.all_sealed_credentials():
-            key_id = self._vault.keyring.sealed_key_id(sealed)
-            if key_id not in seen:
-                self._vault.open(connection_id, sealed)  # raises CryptoError naming the key id
-                seen.add(key_id)
-
-    @property
-    def primary_key_id(self) -> str:
-        """The key new credentials are sealed with."""
-        return self._vault.keyring.primary_key_id
-
-    async def reseal_all(self, progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
-        """Re-encrypt every credential with the primary key: (re-encrypted, already on it).
-        `progress(done, total)` hears after each one."""
-        resealed = unchanged = 0
-        sealed_ones = await self._store.all_sealed_credentials()
-        for done, (connection_id, sealed) in enumerate(sealed_ones, 1):
-            fresh = self._vault.reseal(connection_id, sealed)
-            if fresh is None:
-                unchanged += 1
-            elif await self._store.replace_sealed_credentials(connection_id, sealed, fresh):
-                resealed += 1
-            if progress is not None:
-                progress(done, len(sealed_ones))
-        return resealed, unchanged

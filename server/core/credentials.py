@@ -11,7 +11,7 @@ reconnecting. A credential that backs live connections cannot be deleted until t
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -216,31 +216,6 @@ class Credentials:
                 field="data",
             )
         return {"access_token": token.strip()}
-
-    # -- keys at rest -----------------------------------------------------------------------------------
-    async def check_master_key(self) -> None:
-        """Open one stored credential per key id: a wrong master key fails here, loudly."""
-        seen: set[str] = set()
-        for credential_id, sealed in await self._store.all_sealed():
-            key_id = self._vault.keyring.sealed_key_id(sealed)
-            if key_id not in seen:
-                self._vault.open(credential_id, sealed, kind="credential")
-                seen.add(key_id)
-
-    async def reseal_all(self, progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
-        """Re-encrypt every credential object with the primary key: (re-encrypted, already on it).
-        `progress(done, total)` hears after each one."""
-        resealed = unchanged = 0
-        sealed_ones = await self._store.all_sealed()
-        for done, (credential_id, sealed) in enumerate(sealed_ones, 1):
-            fresh = self._vault.reseal(credential_id, sealed, kind="credential")
-            if fresh is None:
-                unchanged += 1
-            elif await self._store.replace_sealed(credential_id, sealed, fresh):
-                resealed += 1
-            if progress is not None:
-                progress(done, len(sealed_ones))
-        return resealed, unchanged
 
 
 def _checked_text(value: str, field: str, limit: int, *, required: bool = False) -> str:

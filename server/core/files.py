@@ -34,6 +34,7 @@ from storage.files import BadEncoding, FileStore, UploadTooLarge, read_lines, re
 from storage.repositories import ConnectionRecord, ConnectionStatus, utcnow
 
 LOCAL_FILE, GCS = "local_file", "gcs"
+FILE_CONNECTORS = (LOCAL_FILE, GCS)
 FILE_TYPES = ("csv", "json", "text", "binary")
 _TYPE_MIME = {"csv": "text/csv", "json": "application/json", "text": "text/plain"}
 _CONNECTOR_ID = re.compile(r"^conn_[A-Za-z0-9]+$")
@@ -140,13 +141,11 @@ class FileService:
         except ValueError:
             raise NotFound("Connector not found") from None
         record = await self._connections.find(owner_id, connection_id)
-        if record is None or record.connector_slug not in (LOCAL_FILE, GCS):
+        if record is None or record.connector_slug not in FILE_CONNECTORS:
             raise NotFound("Connector not found")
         return record
 
-    async def list(
-        self, owner_id: UUID, slugs: tuple[str, ...] = (LOCAL_FILE, GCS)
-    ) -> list[ConnectionRecord]:
+    async def list(self, owner_id: UUID, slugs: tuple[str, ...] = FILE_CONNECTORS) -> list[ConnectionRecord]:
         return await self._connections.list(owner_id, connector_slugs=list(slugs))
 
     async def visible(self, owner_id: UUID, slugs: tuple[str, ...]) -> list[ConnectionRecord]:

@@ -125,6 +125,20 @@ def test_logs_mask_a_secret_in_each_of_its_forms(caplog: pytest.LogCaptureFixtur
     assert_absent(caplog.text, secret)
 
 
+def test_a_process_that_opened_thousands_of_secrets_masks_each_and_the_longest_whole() -> None:
+    from auth.redaction import MASK, SecretRegistry
+
+    registry = SecretRegistry()
+    opened = [f"tok-{n:05d}-{'x' * (n % 7)}" for n in range(3000)]
+    for secret in opened:
+        registry.register(secret)
+    registry.register("shared-prefix-0123")
+    registry.register("shared-prefix-0123-and-more")  # contains the one before: masked whole
+    line = " ".join(opened[::250]) + " shared-prefix-0123-and-more shared-prefix-0123 tok-0"
+    masked = registry.redact(line)
+    assert masked == " ".join([MASK] * (len(opened[::250]) + 2)) + " tok-0"
+
+
 async def test_at_debug_neither_tool_results_nor_job_payloads_reach_the_log(
     settings: Settings, fakes: Fakes, tmp_path: Path
 ) -> None:

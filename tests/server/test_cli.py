@@ -11,7 +11,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -355,11 +355,15 @@ def test_list_rotate_and_delete_owners_keys_and_agents(cli: Cli, settings: Setti
     table = cli("connections", "list", "--owner", "acme").out.splitlines()
     assert table[1].split()[:5] == [connection_id, "acme", "telegram", "Telegram", "active"]
 
+    uploaded = _upload_file(settings, "acme", b"notes of acme")
+
     unasked = cli("owners", "delete", "acme")
     assert unasked.code == 1 and "add --yes" in unasked.err
     deleted = cli("owners", "delete", "acme", "--yes")
     assert deleted.code == 0, deleted.err
     assert f"Connection {connection_id} (telegram) revoked." in deleted.err
+    # The owner's uploaded content goes with them.
+    assert not uploaded.exists() or not [p for p in uploaded.rglob("*") if p.is_file()]
     assert cli("owners", "list").err == "No owners yet.\n"
     assert _agent_of(settings, new_key) is None
     gone = cli("agents", "list", "--owner", "acme")
@@ -396,6 +400,27 @@ def _connect_telegram(settings: Settings, owner_name: str) -> str:
             return str(made.id)
 
     return asyncio.run(connect())
+
+
+def _upload_file(settings: Settings, owner_name: str, content: bytes) -> Path:
+    """A local file connection with content, uploaded through the files use case; the folder
+    that keeps it."""
+
+    async def upload() -> Path:
+        async with prepared_core(settings) as core:
+            owner = await core.identity.owner_named(owner_name)
+            made = await core.files.create(owner.id, name="notes", kind="local_file", filename="notes.txt")
+
+            async def chunks() -> AsyncIterator[bytes]:
+                yield content
+
+            ref = f"conn_{made.id.hex}"
+            await core.files.upload(owner.id, ref, chunks(), declared_length=len(content), content_type=None)
+            [folder] = [p for p in (settings.data_dir / "files").iterdir() if p.name == made.id.hex]
+            assert content in [p.read_bytes() for p in folder.rglob("*") if p.is_file()]
+            return folder
+
+    return asyncio.run(upload())
 
 
 def test_webhooks_setup_registers_telegram_and_hands_out_console_urls(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -14,10 +15,12 @@ from server.app import build_app
 from server.logs import install_redaction
 from server.settings import Settings
 from storage import schema
-from tests.conftest import SLACK_TOKEN, TELEGRAM_TOKEN, Fakes, LiveTendril, Tendril
+from storage.sealed import SEALED_COLUMNS, SealedValues
+from tests.conftest import SLACK_TOKEN, TELEGRAM_TOKEN, Fakes, LiveTendril, Tendril, running_tendril
 from tests.support.cli import run_cli
 from tests.support.core import stored_rows
 from tests.support.mcp import mcp_client
+from tests.support.webhooks import GitHubSigner
 
 pytestmark = pytest.mark.anyio
 
@@ -100,42 +103,72 @@ async def test_secrets_stay_out_of_responses_logs_tool_results_and_the_database(
     assert {row["credentials"][:3] for row in rows} == {"v1:"}
 
 
-async def test_crypto_rotate_reseals_every_credential_with_the_first_key(
-    tendril: Tendril, settings: Settings, fakes: Fakes
+@pytest.fixture
+async def tendril_taking_webhooks(settings: Settings) -> AsyncIterator[Tendril]:
+    async with running_tendril(settings.model_copy(update={"webhook_allow_insecure_urls": True})) as tendril:
+        yield tendril
+
+
+async def test_crypto_rotate_reseals_every_sealed_value_with_the_first_key(
+    tendril_taking_webhooks: Tendril, settings: Settings, fakes: Fakes
 ) -> None:
+    tendril = tendril_taking_webhooks
     owner = await tendril.new_owner()
     client = tendril.client(owner.api_key)
     for slug, token in (("slack", SLACK_TOKEN), ("telegram", TELEGRAM_TOKEN)):
         started = await client.create_connection(slug)
         await client.submit_credentials(started.connection.id, {"bot_token": token})
+    # The other sealed values: a webhook endpoint's signing secret, an agent's push secret.
+    signer = GitHubSigner()
+    github = await client.create_connection("github")
+    endpoint = (await client.set_up_webhook(github.connection.id, "github", secrets=signer.secrets)).endpoint
+    agent = await client.create_agent("pushed", allowed_connectors=["github"])
+    await client.set_agent_delivery(
+        agent.agent.id, "https://agent.example.com/jobs", secret="push-secret-0123456789"
+    )
     old_key = settings.master_key.get_secret_value()  # type: ignore[union-attr]
     new_key = generate_key()
 
     rotate = await run_cli(settings, "crypto", "rotate", TENDRIL_MASTER_KEY=f"{new_key},{old_key}")
     assert rotate.returncode == 0, rotate.stderr
-    assert "re-encrypted 2 connection credential(s) and 0 credential object(s)" in rotate.stdout
+    for line in (
+        "connection credentials: re-encrypted 2,",
+        "credential objects: re-encrypted 0,",
+        "webhook endpoint secrets: re-encrypted 1,",
+        "agent delivery secrets: re-encrypted 1,",
+    ):
+        assert line in rotate.stdout
     assert "connection credentials: 2/2" in rotate.stderr  # counted as it goes
-    assert "credential objects" not in rotate.stderr  # none to count
+    assert "credential objects:" not in rotate.stderr  # none to count
 
-    async with stored_rows(settings) as store:
-        sealed = [s for _, s in await store.all_sealed_credentials()]
     new_id = Keyring([new_key]).primary_key_id
-    assert [s.split(":")[1] for s in sealed] == [new_id, new_id]
+    async with stored_rows(settings) as store:
+        values = SealedValues(store.engine)
+        for where in SEALED_COLUMNS:
+            assert {sealed.split(":")[1] for _, sealed in await values.all(where)} <= {new_id}, where.what
+        assert len(await values.all(SEALED_COLUMNS[0])) == 2
 
-    # With only the new key, every credential still works.
-    only_new = settings.model_copy(update={"master_key": SecretStr(new_key)})
+    # With only the new key, Tendril starts (it opens a value of every column at start), every
+    # credential still works and the webhook endpoint still verifies signatures.
+    only_new = tendril.core.settings.model_copy(update={"master_key": SecretStr(new_key)})
     app = build_app(only_new)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as http:
             http.headers["X-Api-Key"] = owner.api_key
             for connection in await client.connections():
+                if connection.connector_slug == "github":
+                    continue
                 response = await http.post(
                     f"/api/v1/connections/{connection.id}/actions/"
                     + ("list_channels" if connection.connector_slug == "slack" else "get_me"),
                     json={"parameters": {}},
                 )
                 assert response.status_code == 200, response.text
+            delivery = signer.deliver("after-rotation")
+            path = f"/api/v1/connectors/webhooks/github/{endpoint.id}"
+            answer = await http.post(path, content=delivery.body, headers=delivery.headers)
+            assert answer.status_code == 200, answer.text
 
 
 async def test_a_wrong_master_key_fails_loudly_at_start(
