@@ -316,3 +316,116 @@ audit_events = sa.Table(
     sa.Index(None, "owner_id", "connection_id", "id"),
     sa.Index(None, "owner_id", "kind", "id"),
 )
+
+
+# -- workflows (server/core/workflows/) ----------------------------------------------------------------
+# A workflow is the owner's definition; its executions run on DBOS, which keeps their state (steps,
+# outputs, errors) in its own system tables. Tendril's rows say whose an execution is, what started
+# it, and a copy of its status for listing and filtering.
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    _id(),
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text()),
+    # Visible to every agent of the owner (as long as its steps use connectors the agent allows).
+    sa.Column("is_public", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("definition", sa.JSON(), nullable=False),  # {"steps": [{name, type, config}, ...]}
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("deleted_at", UTCDateTime()),
+    sa.Index(None, "owner_id"),
+)
+
+workflow_executions = sa.Table(
+    "workflow_executions",
+    metadata,
+    _id(),  # also the DBOS workflow id (its text form); UUIDv7, so pages are key ranges
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("workflow_id", sa.Uuid(), sa.ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    # api, agent, event or schedule; the agent that started it, the trigger that did.
+    sa.Column("started_by", sa.String(16), nullable=False),
+    sa.Column("agent_id", sa.Uuid()),
+    sa.Column("trigger_id", sa.Uuid()),
+    # The Idempotency-Key of the execute request (or the event or schedule tick that started it):
+    # a repeated one finds this row instead of starting another.
+    sa.Column("idempotency_key", sa.String(255)),
+    # pending, running, completed, failed or cancelled: copied from DBOS as the execution moves.
+    sa.Column("status", sa.String(16), nullable=False),
+    _created(),
+    sa.Column("finished_at", UTCDateTime()),
+    sa.UniqueConstraint("owner_id", "workflow_id", "idempotency_key"),
+    sa.Index(None, "owner_id", "id"),
+    sa.Index(None, "owner_id", "workflow_id", "id"),
+    sa.Index(None, "owner_id", "status", "id"),
+)
+
+# What starts a workflow besides a request: a provider event (a webhook endpoint's normalised event
+# key, e.g. github.issues.opened) or a cron schedule (DBOS's scheduler fires it once per tick).
+workflow_triggers = sa.Table(
+    "workflow_triggers",
+    metadata,
+    _id(),
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("workflow_id", sa.Uuid(), sa.ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # event or schedule
+    sa.Column("event_key", sa.String(200)),
+    # Only events arriving at this webhook endpoint; NULL: any of the owner's endpoints.
+    sa.Column("endpoint_id", sa.Uuid(), sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE")),
+    sa.Column("cron", sa.String(100)),
+    sa.Column("timezone", sa.String(64)),
+    sa.Column("input", sa.JSON()),  # a schedule's input for each run
+    sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true()),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "owner_id"),
+    sa.Index(None, "kind", "event_key"),
+)
+
+# Outgoing webhooks: the owner's URLs told about events (workflow.completed, workflow.failed, ...),
+# signed with a secret Tendril generates; each event sent to each webhook is one delivery row.
+outgoing_webhooks = sa.Table(
+    "outgoing_webhooks",
+    metadata,
+    _id(),
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("events", sa.JSON(), nullable=False),
+    # The signing secret, and the custom headers (which may carry the receiver's own credentials),
+    # each sealed with the master key and bound to this row.
+    sa.Column("sealed_secret", sa.Text(), nullable=False),
+    sa.Column("sealed_headers", sa.Text()),
+    sa.Column("max_attempts", sa.Integer(), nullable=False),
+    sa.Column("backoff_ms", sa.Integer(), nullable=False),
+    sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true()),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("deleted_at", UTCDateTime()),
+    sa.Index(None, "owner_id"),
+)
+
+outgoing_deliveries = sa.Table(
+    "outgoing_deliveries",
+    metadata,
+    _id(),  # UUIDv7; also the X-Webhook-Delivery header
+    sa.Column(
+        "webhook_id", sa.Uuid(), sa.ForeignKey("outgoing_webhooks.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text(), nullable=False),  # the exact bytes signed and sent (UTF-8 JSON)
+    # Makes announcing an event idempotent (event, subject, webhook); NULL for a redelivery.
+    sa.Column("dedupe_key", sa.String(255), unique=True),
+    sa.Column("status", sa.String(16), nullable=False),  # pending, delivered, failed (retrying), dead
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    sa.Column("lease_until", UTCDateTime()),
+    sa.Column("last_status_code", sa.Integer()),
+    sa.Column("last_error", sa.Text()),
+    _created(),
+    sa.Column("delivered_at", UTCDateTime()),
+    sa.Index(None, "webhook_id", "id"),
+    sa.Index(None, "status", "next_attempt_at"),
+)
