@@ -1,22 +1,17 @@
 """Push delivery: agents with a delivery URL get their jobs POSTed to it, signed like the
 Integration Layer's outbound webhooks (`X-Webhook-Signature`: hex HMAC-SHA256 of the body with the
 agent's secret; `X-Webhook-Event`; `X-Webhook-Delivery`: the job id; body `{event, timestamp,
-data}`). A 2xx completes the job; anything else is a failed attempt, retried with backoff until
-the attempt limit, then dead-lettered. Every replica runs a pusher; claims never overlap.
+data}`). A 2xx completes the job; anything else is a failed attempt, retried with the job queue's
+backoff until the attempt limit, then dead-lettered. Every replica runs a pusher; claims never overlap.
 
-The delivery URL is the owner's choice, so requests go through the same egress guard as the http
-connector: no private or metadata addresses unless TENDRIL_PUSH_ALLOWED_HOSTS opens a host.
+Signing, the egress guard (no private or metadata addresses unless TENDRIL_PUSH_ALLOWED_HOSTS opens
+a host), the timeout and the loop are the outbound delivery mechanism's (server/core/outbound.py),
+shared with outgoing webhooks.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import logging
-import os
 import secrets
-import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,22 +19,17 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import anyio
-import httpx
 
 from auth.credentials import CredentialVault
-from connectors import AllowList, BlockedDestination, GuardedTransport
+from server.core import outbound
 from server.core.errors import Invalid, NotFound
 from server.settings import Settings
 from storage.jobs import JobQueue, JobRecord
 from storage.repositories import Store
 
-logger = logging.getLogger(__name__)
 LEASE_SECONDS = 60.0
 BATCH = 10
-
-
-def sign(secret: str, body: bytes) -> str:
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+sign = outbound.sign  # kept for callers that sign like a push
 
 
 def delivery_secret_key(agent_id: UUID) -> UUID:
@@ -86,21 +76,17 @@ class JobPusher:
         self.store = store
         self.vault = vault
         self.jobs = jobs
-        self.worker = f"push:{socket.gethostname()}:{os.getpid()}"
-        self._wake = anyio.Event()
-        self._stopping = False
+        self.worker = outbound.worker_name("push")
         self._nobody_until = 0.0  # monotonic time before which no agent had a delivery URL
-        allow = AllowList.parse((settings.push_allowed_hosts or "").split(","))
-        self._transport = GuardedTransport(httpx.AsyncHTTPTransport(), allow=allow)
+        self._sender = outbound.Sender(settings.push_allowed_hosts)
+        self._loop = outbound.DeliveryLoop("push", self.push_once, poll_seconds=settings.push_poll_seconds)
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     def stop(self) -> None:
-        """Finish the round in progress, then return (cancelling a DB call midway can wedge
-        aiosqlite's worker thread at shutdown)."""
-        self._stopping = True
-        self._wake.set()
+        """Finish the round in progress, then return."""
+        self._loop.stop()
 
     async def wake_for(self, _agent_id: UUID) -> None:
         """A webhook listener: a job just arrived (for someone who may want it pushed)."""
@@ -108,20 +94,11 @@ class JobPusher:
             self.wake()
 
     async def run(self) -> None:
-        """Push until cancelled: whenever woken, and every poll interval for retries and leases."""
-        async with httpx.AsyncClient(transport=self._transport, timeout=10, follow_redirects=False) as client:
-            while not self._stopping:
-                try:
-                    while not self._stopping and await self.push_once(client):
-                        pass
-                except Exception:  # keep pushing; the job stays leased and comes back
-                    logger.exception("push round failed")
-                with anyio.move_on_after(self.settings.push_poll_seconds):
-                    await self._wake.wait()
-                if not self._stopping:
-                    self._wake = anyio.Event()
+        """Push until stopped: whenever woken, and every poll interval for retries and leases."""
+        async with self._sender:
+            await self._loop.run()
 
-    async def push_once(self, client: httpx.AsyncClient) -> int:
+    async def push_once(self) -> int:
         # Nobody wants pushes: no claim (a write) per new job, and only one look per poll interval,
         # so a burst of deliveries does not turn into a burst of queries.
         if time.monotonic() < self._nobody_until:
@@ -134,48 +111,31 @@ class JobPusher:
         )
         async with anyio.create_task_group() as group:
             for job in batch:
-                group.start_soon(self._push, client, job)
+                group.start_soon(self._push, job)
         return len(batch)
 
-    async def _push(self, client: httpx.AsyncClient, job: JobRecord) -> None:
+    async def _push(self, job: JobRecord) -> None:
         target = await self.store.agent_delivery(job.agent_id)
         if target is None:  # the agent stopped asking for pushes: leave the job for MCP
             await self.jobs.fail(job.id, agent_id=job.agent_id, error="agent has no delivery URL", retry=True)
             return
         url, sealed = target
         secret = self.vault.open(delivery_secret_key(job.agent_id), sealed)["secret"]
-        body = json.dumps(
-            {
-                "event": job.event_key,
-                "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "data": {
-                    "jobId": str(job.id),
-                    "provider": job.provider,
-                    "attempt": job.attempts,
-                    "payload": job.payload,
-                },
-            },
-            separators=(",", ":"),
-        ).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "X-Webhook-Signature": sign(secret, body),
-            "X-Webhook-Event": job.event_key,
-            "X-Webhook-Delivery": str(job.id),
+        data = {
+            "jobId": str(job.id),
+            "provider": job.provider,
+            "attempt": job.attempts,
+            "payload": job.payload,
         }
-        try:
-            reply = await client.post(url, content=body, headers=headers)
-        except BlockedDestination as exc:
-            await self.jobs.fail(job.id, agent_id=job.agent_id, error=str(exc), retry=False)
-            return
-        except httpx.HTTPError as exc:
+        body = outbound.envelope(job.event_key, data, datetime.now(UTC))
+        headers = outbound.signed_headers(secret, body, event=job.event_key, delivery_id=str(job.id))
+        outcome = await self._sender.post(url, body, headers)
+        if outcome.delivered:
+            await self.jobs.complete(job.id, agent_id=job.agent_id, result={"pushed": outcome.status_code})
+        else:  # every answer but a 2xx is retried (an agent's receiver may be deploying); a blocked URL never
             await self.jobs.fail(
-                job.id, agent_id=job.agent_id, error=f"could not reach {url}: {exc!r}", retry=True
-            )
-            return
-        if 200 <= reply.status_code < 300:
-            await self.jobs.complete(job.id, agent_id=job.agent_id, result={"pushed": reply.status_code})
-        else:
-            await self.jobs.fail(
-                job.id, agent_id=job.agent_id, error=f"{url} answered {reply.status_code}", retry=True
+                job.id,
+                agent_id=job.agent_id,
+                error=outcome.error or "not delivered",
+                retry=not outcome.blocked,
             )
