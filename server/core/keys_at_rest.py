@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from auth.credentials import CredentialVault, Sealed
+from auth.crypto import CryptoError
 from storage.sealed import SEALED_COLUMNS, SealedValues
 
 Progress = Callable[[int, int], None]  # (done, total), after each value
@@ -29,6 +30,19 @@ class KeysAtRest:
     def primary_key_id(self) -> str:
         """The key new values are sealed with."""
         return self._vault.keyring.primary_key_id
+
+    def seal_for(self, purpose: str, plaintext: bytes) -> str:
+        """Sealed with the primary key for one purpose (its associated data): what a browser holds
+        for a moment, such as a one-time page's secret. Any replica opens it."""
+        return self._vault.keyring.seal(plaintext, associated_data=f"tendril:{purpose}")
+
+    def open_for(self, purpose: str, sealed: str) -> bytes | None:
+        """What seal_for sealed for this purpose; None for anything else (forged, another purpose,
+        a dropped key)."""
+        try:
+            return self._vault.keyring.open(sealed, associated_data=f"tendril:{purpose}")
+        except CryptoError:
+            return None
 
     async def check(self) -> None:
         """Open one stored value per key id: a wrong or missing master key fails here, loudly

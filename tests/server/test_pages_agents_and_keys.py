@@ -48,12 +48,16 @@ async def test_an_agent_is_made_edited_given_a_new_key_and_deleted_from_the_dash
         assert listing.status_code == 200 and 'value="telegram"' in listing.text and MCP_URL in listing.text
         csrf = csrf_of(listing.text)
 
-        made = await browser.tendril.post(
-            "/dashboard/agents",
-            data={"name": "helper", "allowed": ["telegram", "slack"], "csrf": csrf},
+        made = await browser.submit(
+            "/dashboard/agents", data={"name": "helper", "allowed": ["telegram", "slack"], "csrf": csrf}
         )
         assert made.status_code == 200 and made.headers["cache-control"] == "no-store"
         key = shown_key(made, "agent-key")
+        # Reloading the page that showed the key shows it no more and makes no other agent.
+        [agent] = await identity.list_agents(await owner_uuid(tendril, owner.api_key))
+        assert made.url.path == f"/dashboard/agents/{agent.id}/key"
+        reloaded = await browser.follow(made.url.path)
+        assert reloaded.url.path == f"/dashboard/agents/{agent.id}" and key not in reloaded.text
         configs = pasted_configs(made)
         assert len(configs) == 4 and all(f"Bearer {key}" in json.dumps(c) for c in configs)
         [agent] = await identity.list_agents(await owner_uuid(tendril, owner.api_key))
@@ -72,9 +76,11 @@ async def test_an_agent_is_made_edited_given_a_new_key_and_deleted_from_the_dash
         changed = await identity.agent(agent.owner_id, agent.id)
         assert (changed.name, changed.allowed_connectors) == ("helper-2", ("github",))
 
-        rotated = await browser.tendril.post(f"/dashboard/agents/{agent.id}/key", data={"csrf": csrf})
+        rotated = await browser.submit(f"/dashboard/agents/{agent.id}/key", data={"csrf": csrf})
         assert rotated.status_code == 200 and rotated.headers["cache-control"] == "no-store"
         new_key = shown_key(rotated, "agent-key")
+        reloaded = await browser.follow(rotated.url.path)  # rotates nothing: the new key keeps working
+        assert new_key not in reloaded.text and await identity.authenticate_agent(new_key) is not None
         assert new_key != key and f"Bearer {new_key}" in json.dumps(pasted_configs(rotated))
         assert await identity.authenticate_agent(key) is None
         assert (await identity.authenticate_agent(new_key)).id == agent.id  # type: ignore[union-attr]
@@ -104,7 +110,7 @@ async def test_an_api_key_is_shown_once_and_revoked_from_the_dashboard(tendril: 
         await browser.sign_in(owner.api_key)
         listing = await browser.get("/dashboard/keys")
         assert listing.status_code == 200 and "(this session)" in listing.text
-        made = await browser.tendril.post(
+        made = await browser.submit(
             "/dashboard/keys",
             data={
                 "name": "reporting",
@@ -115,6 +121,9 @@ async def test_an_api_key_is_shown_once_and_revoked_from_the_dashboard(tendril: 
         )
         assert made.status_code == 200 and made.headers["cache-control"] == "no-store"
         key = shown_key(made, "api-key")
+        reloaded = await browser.follow(made.url.path)
+        assert reloaded.url.path == "/dashboard/keys" and key not in reloaded.text
+        assert [k.name for k in await tendril.client(owner.api_key).keys()].count("reporting") == 1
         principal = await tendril.core.identity.authenticate_owner(key)
         assert (principal.permissions, principal.rate_limit) == (("read",), 50)
 

@@ -61,6 +61,14 @@ class BrowserLike:
             response = await self.get(url)
         raise AssertionError(f"too many redirects: {self.visited}")
 
+    async def submit(self, path: str, data: dict[str, object]) -> httpx.Response:
+        """POST a form to Tendril and follow its answer's redirects, as a browser does; the answer
+        keeps the path it ended on in `.url`."""
+        response = await self.tendril.post(path, data=data)
+        if response.status_code in (302, 303):
+            return await self.follow(response.headers["location"])
+        return response
+
     async def stop_at_provider(self, url: str) -> str:
         """Follow Tendril's redirects up to the provider's authorize URL, and return it unvisited."""
         response = await self.get(url)

@@ -14,8 +14,8 @@ from starlette.responses import RedirectResponse, Response
 
 from auth import api_keys
 from server.core.errors import Conflict, Invalid
-from server.core.identity import CreatedAgent
 from server.web.errors import status_of
+from server.web.pages import once
 from server.web.pages.forms import Form, read_form
 from server.web.pages.host_configs import host_configs
 from server.web.pages.render import page
@@ -107,19 +107,32 @@ def _detail_page(
     )
 
 
-def _key_page(request: Request, created: CreatedAgent, title: str, what: str) -> Response:
+def _key_path(agent_id: UUID) -> str:
+    return f"{agent_path(agent_id)}/key"
+
+
+@signed_in("read")
+async def new_key_page(request: Request, session: WebSession) -> Response:
+    """An agent's new MCP key with ready host configs, shown once after it was made"""
     core = core_of(request)
-    return page(
+    agent = await core.identity.agent(session.owner_id, _agent_id(request))
+    key = once.take(request, session)
+    if key is None:  # shown already, or never made here: the agent's page says how to get one
+        return RedirectResponse(agent_path(agent.id), status_code=303)
+    rotated = request.query_params.get("made") != "new"
+    title = f"New key for agent {agent.name}" if rotated else f"Agent {agent.name} created"
+    response = page(
         request,
         "agent_key.html",
         title,
         path=PATH,
-        agent=created.record,
-        what=what,
-        key=created.plaintext_key,
+        agent=agent,
+        what="its new MCP key" if rotated else "its MCP key",
+        key=key,
         mcp_url=core.links.mcp,
-        configs=host_configs(core.links.mcp, created.plaintext_key),
+        configs=host_configs(core.links.mcp, key),
     )
+    return once.shown_once(request, response)
 
 
 @signed_in("read")
@@ -142,7 +155,8 @@ async def create_agent(request: Request, session: WebSession) -> Response:
     except (Invalid, Conflict) as error:
         agents = await core.identity.list_agents(session.owner_id)
         return _list_page(request, session, agents, form=form, error=error.message, status=status_of(error))
-    return _key_page(request, created, f"Agent {created.record.name} created", "its MCP key")
+    key_page = _key_path(created.record.id)
+    return once.redirect_showing(request, session, key_page, created.plaintext_key, query="made=new")
 
 
 @signed_in("read")
@@ -175,7 +189,7 @@ async def rotate_agent_key(request: Request, session: WebSession) -> Response:
     form = await read_form(request, Form, core.settings.max_body_bytes)
     check_csrf(request, session, form.csrf)
     rotated = await core.identity.rotate_agent_key(session.owner_id, _agent_id(request))
-    return _key_page(request, rotated, f"New key for agent {rotated.record.name}", "its new MCP key")
+    return once.redirect_showing(request, session, _key_path(rotated.record.id), rotated.plaintext_key)
 
 
 @signed_in("write")

@@ -9,9 +9,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from auth import api_keys
-from server.core.errors import Invalid
-from server.core.identity import RATE_LIMIT_MAX
+from server.core.errors import Invalid, NotFound
+from server.core.identity import RATE_LIMIT_MAX, CreatedKey
 from server.web.errors import status_of
+from server.web.pages import once
 from server.web.pages.forms import Form, read_form
 from server.web.pages.render import page
 from server.web.pages.session import check_csrf, signed_in
@@ -84,7 +85,23 @@ async def create_key(request: Request, session: WebSession) -> Response:
         )
     except Invalid as error:
         return await _keys_page(request, session, form=form, error=error.message, status=status_of(error))
-    return page(request, "key_created.html", f"API key {created.record.name} created", path=PATH, key=created)
+    return once.redirect_showing(request, session, f"{PATH}/{created.record.id}/created", created.plaintext)
+
+
+@signed_in("admin")
+async def created_key_page(request: Request, session: WebSession) -> Response:
+    """A new API key, shown once after it was made"""
+    key_id = uuid_of(request.path_params["key_id"], "key id")
+    keys = await core_of(request).identity.list_api_keys(session.owner_id)
+    record = next((k for k in keys if k.id == key_id), None)
+    if record is None:
+        raise NotFound("API key not found")
+    plaintext = once.take(request, session)
+    if plaintext is None:  # shown already
+        return RedirectResponse(PATH, status_code=303)
+    created = CreatedKey(record, plaintext)
+    response = page(request, "key_created.html", f"API key {record.name} created", path=PATH, key=created)
+    return once.shown_once(request, response)
 
 
 @signed_in("admin")
