@@ -40,6 +40,9 @@ from server.core.waiters import ConnectionWaiters
 from server.core.webhooks.endpoints import WebhookEndpoints
 from server.core.webhooks.ingest import WebhookIngest
 from server.core.webhooks.writer import DeliveryWriter
+from server.core.workflows.engine import SystemDatabase
+from server.core.workflows.executions import Executions
+from server.core.workflows.steps import Steps
 from server.keys import load_keyring, private_data_dir
 from server.mcp.caller import AgentKeyVerifier, CallerResolver, McpGate, caller_from_http
 from server.mcp.server import McpServer, build_mcp_server
@@ -53,6 +56,7 @@ from server.web.probes import probe_routes
 from storage import db
 from storage.audit import AuditStore
 from storage.credentials import CredentialStore
+from storage.executions import ExecutionStore
 from storage.flows import FlowStore
 from storage.jobs import JobQueue, WebhookStore
 from storage.notices import ChangeNotices
@@ -181,6 +185,12 @@ def build_core(
         rate_limits=rate_limits,
         audit=audit,
         metrics=metrics,
+        executions=Executions(
+            store=ExecutionStore(engine, clock),
+            steps=Steps(connections=connections, identity=identity, catalog=catalog, runner=runner),
+            database=SystemDatabase.of(settings),
+            clock=clock,
+        ),
         readiness=Readiness(lambda: db.migration_state(engine)),
         keys_at_rest=KeysAtRest(vault, SealedValues(engine)),
         derive_key=keyring.derive,

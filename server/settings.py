@@ -154,6 +154,12 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(
         90, ge=0, description="Days audit events are kept (older ones are deleted hourly); 0 keeps them all."
     )
+    workflow_executor_id: str = Field(
+        "local",
+        description="This process's name in the workflow engine (DBOS), which at start resumes the "
+        "unfinished executions of its name: with several replicas on PostgreSQL, give each a distinct "
+        "name it keeps across restarts.",
+    )
     google_certs_url: str = Field(
         "https://www.googleapis.com/oauth2/v1/certs",
         description="Google's token signing certificates (for Gmail push's Pub/Sub OIDC tokens).",

@@ -34,6 +34,7 @@ from server.core.waiters import ConnectionWaiters
 from server.core.webhooks.endpoints import WebhookEndpoints
 from server.core.webhooks.ingest import WebhookIngest
 from server.core.webhooks.writer import DeliveryWriter
+from server.core.workflows.executions import Executions
 from server.settings import Settings
 from storage import db
 from storage.jobs import WebhookStore
@@ -62,6 +63,8 @@ class Core:
     audit: Audit  # the audit trail: recorded by the use cases, read by GET /api/v1/audit
     metrics: Metrics  # what /metrics shows: counted by the use cases and the edges
     readiness: Readiness  # what /readyz answers
+    # Workflow executions on the durable engine (DBOS): started, read, cancelled; on_finished hooks.
+    executions: Executions
     keys_at_rest: KeysAtRest  # the master key: checked at start, rotated by `tendril crypto rotate`
     # Keys derived from the master key for other purposes (sealing MCP request state).
     derive_key: Callable[[bytes], bytes]
@@ -83,6 +86,7 @@ class Core:
         work; at exit they finish their current round and everything is closed."""
         try:
             await self.prepare()
+            await self.executions.resume()  # DBOS recovers unfinished executions at its launch
             self.events.on_jobs(self._pusher.wake_for)
             async with anyio.create_task_group() as background:
                 background.start_soon(self._pusher.run)
@@ -102,6 +106,7 @@ class Core:
             await self.aclose()
 
     async def aclose(self) -> None:
+        await self.executions.aclose()  # executions in flight stay unfinished, resumed at next start
         await self.audit.flush()  # what was recorded without the loop (the CLI), or after it stopped
         self._hooks.close()
         await self._runner.aclose()
