@@ -206,3 +206,18 @@ class FileContent(_Model):
     content_type: str
     total_size: int
     chunk_info: dict[str, Any]
+
+
+class WorkflowSummary(_Model):
+    """A workflow as GET /api/v1/workflows lists it."""
+
+    id: str
+    name: str
+    description: str | None = None
+    is_public: bool = Field(alias="isPublic")
+    created_at: str = Field(alias="createdAt")
+    updated_at: str = Field(alias="updatedAt")
+
+
+class Workflow(WorkflowSummary):
+    definition: dict[str, Any]  # {"steps": [{"name", "type", "config"}, ...]}

@@ -34,6 +34,8 @@ from clients.models import (
     StartedConnection,
     WebhookEndpoint,
     WebhookSetup,
+    Workflow,
+    WorkflowSummary,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -448,6 +450,64 @@ class TendrilClient:
     @operation("deleteFileConnector")
     async def delete_file_connector(self, ref: str) -> None:
         await self.request("DELETE", f"/connectors/{ref}")
+
+    # -- workflows -------------------------------------------------------------------------------
+    @operation("createWorkflow")
+    async def create_workflow(
+        self,
+        name: str,
+        definition: dict[str, Any],
+        *,
+        description: str | None = None,
+        is_public: bool = False,
+    ) -> Workflow:
+        """A workflow; a definition the server cannot run is a 400 naming the step at fault."""
+        body: dict[str, Any] = {"name": name, "definition": definition, "isPublic": is_public}
+        if description is not None:
+            body["description"] = description
+        return Workflow.model_validate(await self.request("POST", "/api/v1/workflows", json=body))
+
+    @operation("listWorkflows")
+    async def workflows(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> list[WorkflowSummary]:
+        """One page, newest first (the server's Link header names the next page's cursor)."""
+        params = {k: v for k, v in (("limit", limit), ("cursor", cursor)) if v is not None}
+        body = await self.request("GET", "/api/v1/workflows", params=params or None)
+        return [WorkflowSummary.model_validate(w) for w in body]
+
+    @operation("getWorkflow")
+    async def workflow(self, workflow_id: str) -> Workflow:
+        return Workflow.model_validate(await self.request("GET", f"/api/v1/workflows/{workflow_id}"))
+
+    @operation("updateWorkflow")
+    async def update_workflow(
+        self,
+        workflow_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        is_public: bool | None = None,
+        definition: dict[str, Any] | None = None,
+    ) -> Workflow:
+        """What is given replaces what was; a new definition is checked whole."""
+        body = {
+            key: value
+            for key, value in (
+                ("name", name),
+                ("description", description),
+                ("isPublic", is_public),
+                ("definition", definition),
+            )
+            if value is not None
+        }
+        return Workflow.model_validate(
+            await self.request("PATCH", f"/api/v1/workflows/{workflow_id}", json=body)
+        )
+
+    @operation("deleteWorkflow")
+    async def delete_workflow(self, workflow_id: str) -> None:
+        await self.request("DELETE", f"/api/v1/workflows/{workflow_id}")
 
     # -- the contract ----------------------------------------------------------------------------
     @operation("getOpenApiDocument")

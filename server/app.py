@@ -42,6 +42,7 @@ from server.core.webhooks.ingest import WebhookIngest
 from server.core.webhooks.writer import DeliveryWriter
 from server.core.workflows.engine import SystemDatabase
 from server.core.workflows.executions import Executions
+from server.core.workflows.service import Workflows
 from server.core.workflows.steps import Steps
 from server.keys import load_keyring, private_data_dir
 from server.mcp.caller import AgentKeyVerifier, CallerResolver, McpGate, caller_from_http
@@ -63,6 +64,7 @@ from storage.notices import ChangeNotices
 from storage.rate_windows import RateWindowStore
 from storage.repositories import Store, utcnow
 from storage.sealed import SealedValues
+from storage.workflows import WorkflowStore
 
 JOB_RETRY_CAP_SECONDS = 600
 
@@ -117,6 +119,9 @@ def build_core(
         per_client=settings.auth_failures_per_client, per_key_prefix=settings.auth_failures_per_key_prefix
     )
     identity = Identity(store, flows, catalog, throttle, audit=audit)
+    workflows = Workflows(
+        store=WorkflowStore(engine, clock), catalog=catalog, connections=connections, audit=audit
+    )
     timestamp = lambda: clock().timestamp()  # noqa: E731
     rate_limits = RateLimits(
         SharedWindows(RateWindowStore(engine), timestamp)
@@ -169,6 +174,7 @@ def build_core(
         ),
         jobs=Jobs(queue, catalog, events, lease_seconds=settings.job_lease_seconds),
         push=PushSettings(store, vault),
+        workflows=workflows,
         webhooks=WebhookEndpoints(
             hooks=hooks,
             vault=vault,

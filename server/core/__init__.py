@@ -35,6 +35,7 @@ from server.core.webhooks.endpoints import WebhookEndpoints
 from server.core.webhooks.ingest import WebhookIngest
 from server.core.webhooks.writer import DeliveryWriter
 from server.core.workflows.executions import Executions
+from server.core.workflows.service import Workflows
 from server.settings import Settings
 from storage import db
 from storage.jobs import WebhookStore
@@ -55,6 +56,7 @@ class Core:
     files: FileService
     jobs: Jobs
     push: PushSettings
+    workflows: Workflows  # the owner's workflow definitions: CRUD, and which an agent may run
     webhooks: WebhookEndpoints
     ingest: WebhookIngest
     events: ChangeEvents

@@ -10,6 +10,7 @@ Recorded by the use cases themselves, so every edge's requests are covered alike
 - `connection.status`: every status move (pending, active, needs_reauth, revoked), from and to.
 - `key.create`, `key.update`, `key.rotate`, `key.revoke`; `agent.create`, `agent.update`,
   `agent.rotate_key`, `agent.delete`.
+- `workflow.create`, `workflow.update` (which fields changed), `workflow.delete`.
 - `signin.ok`, `signin.fail`.
 
 Who acts is set by the edge that took the request (`acting_as`: the REST endpoint wrapper, the
@@ -69,6 +70,9 @@ Kind = Literal[
     "agent.update",
     "agent.rotate_key",
     "agent.delete",
+    "workflow.create",
+    "workflow.update",
+    "workflow.delete",
     "signin.ok",
     "signin.fail",
 ]

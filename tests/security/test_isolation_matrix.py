@@ -24,6 +24,7 @@ from server.web.api.credentials import CREDENTIAL_ID, CredentialChanges, NewConn
 from server.web.api.endpoint import ApiSpec
 from server.web.api.files import NewFileConnector
 from server.web.api.webhooks import DeliveryTarget, NewEndpoint
+from server.web.api.workflows import NewWorkflow, WorkflowChanges
 from tests.conftest import TELEGRAM_TOKEN, Fakes, Tendril
 from tests.security.world import SENTINEL, World, build_world
 from tests.support.browser_http import BrowserLike, csrf_of
@@ -57,6 +58,20 @@ def sample_bodies(world: World) -> dict[type[Any], Any]:
             "data": {"bot_token": TELEGRAM_TOKEN},
         },
         CredentialChanges: {"name": "renamed by the matrix"},
+        NewWorkflow: {
+            "name": "matrix workflow",
+            "definition": {
+                "steps": [
+                    {
+                        "name": "notify",
+                        "type": "action",
+                        "config": {"connectionId": ids["connection"], "action": "send_message"},
+                    }
+                ]
+            },
+            "isPublic": True,
+        },
+        WorkflowChanges: {"name": "renamed by the matrix", "isPublic": False},
         NewConnectorInstance: {
             "name": "matrix instance",
             "type": "telegram",
@@ -73,6 +88,7 @@ def fill(template: str, spec: ApiSpec | None, world: World) -> str:
         "key id": world.ids["key"],
         "endpoint id": world.ids["endpoint"],
         "job id": world.ids["job"],
+        "workflow id": world.ids["workflow"],
     }
     values = {name: kinds[what] for name, what in (spec.ids.items() if spec else ())}
     if spec and spec.path.get("id") == CREDENTIAL_ID:
@@ -117,7 +133,7 @@ def api_probes(world: World) -> list[Probe]:
                 bool(spec.ids)
                 or "{ref}" in route.path
                 or spec.path.get("id") == CREDENTIAL_ID
-                or spec.body in (AlloyCall, NewConnectorInstance)
+                or spec.body in (AlloyCall, NewConnectorInstance, NewWorkflow)
             )
             probes.append(
                 Probe(method, fill(route.path, spec, world), route.path, spec.permission, body, targets)

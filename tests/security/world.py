@@ -43,8 +43,13 @@ class World:
                 ("jobs", "/api/v1/jobs"),
                 ("files", "/connectors"),
                 ("credentials", "/api/v1/credentials"),
+                ("workflows", "/api/v1/workflows"),
             ):
                 state[name] = (await http.get(path)).json()
+            for workflow in state["workflows"]:  # definitions too, which the list leaves out
+                state[f"workflow {workflow['id']}"] = (
+                    await http.get(f"/api/v1/workflows/{workflow['id']}")
+                ).json()
             for item in state["keys"]:
                 item.pop("lastUsedAt", None)  # using a key is not changing it
             return state
@@ -131,6 +136,29 @@ async def build_world(tendril: Tendril) -> World:
                 json={"name": f"{SENTINEL} instance", "type": "telegram", "credentialId": credential["id"]},
             )
         ).json()
+        workflow = (
+            await http.post(
+                "/api/v1/workflows",
+                json={
+                    "name": f"{SENTINEL} workflow",
+                    "description": f"{SENTINEL} steps",
+                    "definition": {
+                        "steps": [
+                            {
+                                "name": "notify",
+                                "type": "action",
+                                "config": {
+                                    "connectionId": connection,
+                                    "action": "send_message",
+                                    "parameters": {"chat_id": 1, "text": f"{SENTINEL} {{{{ input.text }}}}"},
+                                },
+                            }
+                        ]
+                    },
+                    "isPublic": True,
+                },
+            )
+        ).json()
     ids = {
         "connection": connection,
         "credential": credential["id"],
@@ -140,6 +168,7 @@ async def build_world(tendril: Tendril) -> World:
         "key": extra_key,
         "endpoint": endpoint["id"],
         "job": job["id"],
+        "workflow": workflow["id"],
         "file": made_file["id"],
         "file_connection": made_file["connection_id"],
     }

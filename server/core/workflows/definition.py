@@ -289,8 +289,9 @@ def _check_action(
             return
         slug = connections.get(connection)
         if slug is None:
+            # The id is not repeated: it may be another owner's, which this answer must not confirm.
             raise Invalid(
-                f"{label}: no connection {config.connection_id} among yours", field=f"{where}.connectionId"
+                f"{label}: no connection of yours has that connectionId", field=f"{where}.connectionId"
             )
     else:
         slug = config.connector or ""

@@ -10,7 +10,17 @@ from starlette.routing import BaseRoute, Match, Route, request_response
 from starlette.types import Receive, Scope, Send
 
 from server.web import openapi
-from server.web.api import actions, agents, audit, catalog, connections, credentials, files, webhooks
+from server.web.api import (
+    actions,
+    agents,
+    audit,
+    catalog,
+    connections,
+    credentials,
+    files,
+    webhooks,
+    workflows,
+)
 from server.web.errors import HttpProblem
 from server.web.quotas import keyless
 
@@ -25,6 +35,11 @@ def api_routes() -> list[BaseRoute]:
         Route("/api/v1/credentials/{id}", credentials.get_credential, methods=["GET"]),
         Route("/api/v1/credentials/{id}", credentials.update_credential, methods=["PATCH"]),
         Route("/api/v1/credentials/{id}", credentials.delete_credential, methods=["DELETE"]),
+        Route("/api/v1/workflows", workflows.list_workflows, methods=["GET"]),
+        Route("/api/v1/workflows", workflows.create_workflow, methods=["POST"]),
+        Route("/api/v1/workflows/{id}", workflows.get_workflow, methods=["GET"]),
+        Route("/api/v1/workflows/{id}", workflows.update_workflow, methods=["PATCH"]),
+        Route("/api/v1/workflows/{id}", workflows.delete_workflow, methods=["DELETE"]),
         Route("/api/v1/connections", connections.create_connection, methods=["POST"]),
         Route("/api/v1/connections", connections.list_connections, methods=["GET"]),
         Route("/api/v1/connections/{id}", connections.get_connection, methods=["GET"]),
