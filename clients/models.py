@@ -182,6 +182,42 @@ class AuditPage(_Model):
     next_cursor: str | None = Field(None, alias="nextCursor")
 
 
+class ExecutionStarted(_Model):
+    execution_id: str = Field(alias="executionId")
+    status: str
+    started_at: str = Field(alias="startedAt")
+
+
+class ExecutionStep(_Model):
+    name: str
+    type: str
+    status: str
+    output: Any = None
+    error: dict[str, Any] | None = None
+    started_at: str | None = Field(None, alias="startedAt")
+    finished_at: str | None = Field(None, alias="finishedAt")
+
+
+class Execution(_Model):
+    id: str
+    workflow_id: str = Field(alias="workflowId")
+    status: str
+    started_by: str = Field(alias="startedBy")
+    agent_id: str | None = Field(None, alias="agentId")
+    trigger_id: str | None = Field(None, alias="triggerId")
+    started_at: str = Field(alias="startedAt")
+    finished_at: str | None = Field(None, alias="finishedAt")
+    input: Any = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    steps: list[ExecutionStep] | None = None
+
+
+class ExecutionPage(_Model):
+    executions: list[Execution]
+    next_cursor: str | None = Field(None, alias="nextCursor")
+
+
 class Delivery(_Model):
     delivery_url: str | None = Field(alias="deliveryUrl")
 

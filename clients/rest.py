@@ -26,6 +26,9 @@ from clients.models import (
     CreatedApiKey,
     Credential,
     Delivery,
+    Execution,
+    ExecutionPage,
+    ExecutionStarted,
     FileConnector,
     FileContent,
     Job,
@@ -97,9 +100,18 @@ class TendrilClient:
         await self._http.aclose()
 
     async def request(
-        self, method: str, path: str, *, json: Any = None, params: Any = None, content: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
-        response = await self._http.request(method, path, json=json, params=params, content=content)
+        response = await self._http.request(
+            method, path, json=json, params=params, content=content, headers=headers
+        )
         try:
             body = response.json()
         except ValueError:
@@ -400,6 +412,41 @@ class TendrilClient:
         }
         params = {k: v for k, v in filters.items() if v is not None}
         return AuditPage.model_validate(await self.request("GET", "/api/v1/audit", params=params))
+
+    # -- executions ------------------------------------------------------------------------------
+    @operation("executeWorkflow")
+    async def execute_workflow(
+        self, workflow_id: str, input: dict[str, Any] | None = None, *, idempotency_key: str | None = None
+    ) -> ExecutionStarted:
+        """Start an execution; the same `idempotency_key` answers the execution it started."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
+        body = await self.request(
+            "POST", f"/api/v1/workflows/{workflow_id}/execute", json={"input": input or {}}, headers=headers
+        )
+        return ExecutionStarted.model_validate(body)
+
+    @operation("listExecutions")
+    async def executions(
+        self,
+        *,
+        workflow_id: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ExecutionPage:
+        """A page of the owner's executions, newest first; `next_cursor` fetches the next page."""
+        filters = {"workflowId": workflow_id, "status": status, "limit": limit, "cursor": cursor}
+        params = {k: v for k, v in filters.items() if v is not None}
+        return ExecutionPage.model_validate(await self.request("GET", "/api/v1/executions", params=params))
+
+    @operation("getExecution")
+    async def execution(self, execution_id: str) -> Execution:
+        return Execution.model_validate(await self.request("GET", f"/api/v1/executions/{execution_id}"))
+
+    @operation("actOnExecution")
+    async def cancel_execution(self, execution_id: str) -> Execution:
+        body = await self.request("POST", f"/api/v1/executions/{execution_id}", json={"action": "cancel"})
+        return Execution.model_validate(body)
 
     @operation("retryJob")
     async def retry_job(self, job_id: str) -> Job:

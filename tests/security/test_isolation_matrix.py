@@ -22,6 +22,7 @@ from server.web.api.agents import AgentChanges, ApiKeyChanges, NewAgent, NewApiK
 from server.web.api.connections import CredentialSubmission, RunAction, StartConnection, UpdateConnection
 from server.web.api.credentials import CREDENTIAL_ID, CredentialChanges, NewConnectorInstance, NewCredential
 from server.web.api.endpoint import ApiSpec
+from server.web.api.executions import ExecuteWorkflow, ExecutionAction
 from server.web.api.files import NewFileConnector
 from server.web.api.webhooks import DeliveryTarget, NewEndpoint
 from server.web.api.workflows import NewWorkflow, WorkflowChanges
@@ -72,6 +73,8 @@ def sample_bodies(world: World) -> dict[type[Any], Any]:
             "isPublic": True,
         },
         WorkflowChanges: {"name": "renamed by the matrix", "isPublic": False},
+        ExecuteWorkflow: {"input": {"text": "from the matrix"}},
+        ExecutionAction: {"action": "cancel"},
         NewConnectorInstance: {
             "name": "matrix instance",
             "type": "telegram",
@@ -89,6 +92,7 @@ def fill(template: str, spec: ApiSpec | None, world: World) -> str:
         "endpoint id": world.ids["endpoint"],
         "job id": world.ids["job"],
         "workflow id": world.ids["workflow"],
+        "execution id": world.ids["execution"],
     }
     values = {name: kinds[what] for name, what in (spec.ids.items() if spec else ())}
     if spec and spec.path.get("id") == CREDENTIAL_ID:

@@ -44,6 +44,7 @@ class World:
                 ("files", "/connectors"),
                 ("credentials", "/api/v1/credentials"),
                 ("workflows", "/api/v1/workflows"),
+                ("executions", "/api/v1/executions"),
             ):
                 state[name] = (await http.get(path)).json()
             for workflow in state["workflows"]:  # definitions too, which the list leaves out
@@ -159,6 +160,11 @@ async def build_world(tendril: Tendril) -> World:
                 },
             )
         ).json()
+        started = (
+            await http.post(f"/api/v1/workflows/{workflow['id']}/execute", json={"input": {"text": "hi"}})
+        ).json()
+        # Finished before the matrix looks, so that its status stays put while Bob probes.
+        await tendril.core.executions.engine.wait(uuid.UUID(started["executionId"]))
     ids = {
         "connection": connection,
         "credential": credential["id"],
@@ -169,6 +175,7 @@ async def build_world(tendril: Tendril) -> World:
         "endpoint": endpoint["id"],
         "job": job["id"],
         "workflow": workflow["id"],
+        "execution": started["executionId"],
         "file": made_file["id"],
         "file_connection": made_file["connection_id"],
     }

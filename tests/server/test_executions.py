@@ -385,3 +385,77 @@ async def test_conditions_skip_named_steps_or_stop_the_execution(hub: Tendril, r
     )
     assert [s.status for s in view.steps or []] == ["completed"] * 5
     assert [s["path"] for s in receiver.seen] == ["/always", "/big", "/always", "/last"]
+
+
+@pytest.mark.timeout(60)
+async def test_rest_execute_poll_list_and_cancel_as_the_seed_writes_them(
+    hub: Tendril, receiver: Receiver
+) -> None:
+    owner = await hub.new_owner()
+    reader = await hub.core.identity.create_api_key(UUID(owner.id), name="reader", permissions=["read"])
+    workflow = await add_workflow(
+        hub,
+        owner.id,
+        [
+            {
+                "name": "step1",
+                "type": "http_request",
+                "config": {"method": "POST", "url": f"{receiver.url}/x", "body": {"key": "{{ input.key }}"}},
+            }
+        ],
+    )
+    async with hub.raw() as http:
+        http.headers["Authorization"] = f"Bearer {owner.api_key}"
+        answer = await http.post(f"/api/v1/workflows/{workflow}/execute", json={"input": {"key": "value"}})
+        assert answer.status_code == 202, answer.text
+        started = answer.json()
+        assert set(started) == {"executionId", "status", "startedAt"} and started["status"] == "pending"
+        await finished(hub, owner.id, UUID(started["executionId"]))
+
+        execution = (await http.get(f"/api/v1/executions/{started['executionId']}")).json()
+        assert execution["status"] == "completed" and execution["input"] == {"key": "value"}
+        assert execution["steps"][0]["name"] == "step1" and execution["steps"][0]["status"] == "completed"
+        assert execution["output"]["status"] == 200 and execution["startedAt"] and execution["finishedAt"]
+
+        keyed = [
+            await http.post(
+                f"/api/v1/workflows/{workflow}/execute",
+                json={"input": {}},
+                headers={"Idempotency-Key": "same"},
+            )
+            for _ in range(2)
+        ]
+        assert [a.status_code for a in keyed] == [202, 202]
+        assert keyed[0].json()["executionId"] == keyed[1].json()["executionId"] != started["executionId"]
+        await finished(hub, owner.id, UUID(keyed[0].json()["executionId"]))
+
+        listed = (
+            await http.get("/api/v1/executions", params={"workflowId": str(workflow), "limit": 1})
+        ).json()
+        assert [e["id"] for e in listed["executions"]] == [keyed[0].json()["executionId"]] and listed[
+            "nextCursor"
+        ]
+        rest = (
+            await http.get("/api/v1/executions", params={"limit": 1, "cursor": listed["nextCursor"]})
+        ).json()
+        assert [e["id"] for e in rest["executions"]] == [started["executionId"]] and rest[
+            "nextCursor"
+        ] is None
+
+        done = await http.post(f"/api/v1/executions/{started['executionId']}", json={"action": "cancel"})
+        assert done.status_code == 200 and done.json()["status"] == "completed"  # finished stays finished
+        for bad in (
+            http.post(f"/api/v1/executions/{started['executionId']}", json={"action": "pause"}),
+            http.get("/api/v1/executions", params={"status": "sleeping"}),
+            http.get("/api/v1/executions", params={"cursor": "nope"}),
+            http.post(f"/api/v1/workflows/{workflow}/execute", json={"input": [1]}),
+        ):
+            assert (await bad).status_code == 400
+        assert (await http.get(f"/api/v1/executions/{schema.time_ordered_id()}")).status_code == 404
+
+        http.headers["Authorization"] = f"Bearer {reader.plaintext}"
+        assert (await http.get("/api/v1/executions")).status_code == 200
+        assert (await http.post(f"/api/v1/workflows/{workflow}/execute", json={})).status_code == 403
+        assert (
+            await http.post(f"/api/v1/executions/{started['executionId']}", json={"action": "cancel"})
+        ).status_code == 403
