@@ -222,6 +222,7 @@ def page_probes(world: World) -> list[Probe]:
                 ("{endpoint_id}", world.ids["endpoint"]),
                 ("{agent_id}", world.ids["agent"]),
                 ("{key_id}", world.ids["key"]),
+                ("{execution_id}", world.ids["execution"]),
             ):
                 path = path.replace(name, value)
             assert "{" not in path, f"the matrix has no value for a path parameter of page {route.path}"

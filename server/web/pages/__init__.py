@@ -1,14 +1,15 @@
 """The pages people open in a browser: sign-in, the dashboard (connections, agents with their MCP
-host configs, API keys), connect, the OAuth start and callback, the connector-events admin view,
-and the API docs (Swagger UI). Server-rendered Jinja2 templates, a few lines of script, no build
-step. Every page that touches a connection, an agent or a key requires a signed-in owner."""
+host configs, API keys, workflows and their executions), connect, the OAuth start and callback,
+the connector-events admin view, and the API docs (Swagger UI). Server-rendered Jinja2 templates,
+a few lines of script, no build step. Every page that touches a connection, an agent, a key or a
+workflow requires a signed-in owner."""
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
 from server.core.links import CONNECT_PAGE_PATH, OAUTH_CALLBACK_PATH, OAUTH_START_PATH
-from server.web.pages import admin, agents, audit, connect, dashboard, docs, home, keys, signin
+from server.web.pages import admin, agents, audit, connect, dashboard, docs, executions, home, keys, signin
 
 
 def page_routes() -> list[BaseRoute]:
@@ -33,6 +34,10 @@ def page_routes() -> list[BaseRoute]:
         Route(keys.PATH + "/{key_id}/created", keys.created_key_page, methods=["GET"]),
         Route(keys.PATH + "/{key_id}/revoke", keys.revoke_key, methods=["POST"]),
         Route(audit.PATH, audit.audit_trail, methods=["GET"]),
+        Route(executions.WORKFLOWS_PATH, executions.workflows_page, methods=["GET"]),
+        Route(executions.PATH, executions.executions_page, methods=["GET"]),
+        Route(executions.PATH + "/{execution_id}", executions.execution_page, methods=["GET"]),
+        Route(executions.PATH + "/{execution_id}/cancel", executions.cancel_execution, methods=["POST"]),
         Route(CONNECT_PAGE_PATH, connect.connect_page, methods=["GET"]),
         Route(CONNECT_PAGE_PATH, connect.connect_submit, methods=["POST"]),
         Route(OAUTH_START_PATH, connect.oauth_start, methods=["GET"]),
