@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from server.core.errors import Unavailable
 from server.core.workflows.executions import FinishedExecution
 from server.settings import ConnectorSettings, Settings
 from storage import schema
@@ -459,3 +461,35 @@ async def test_rest_execute_poll_list_and_cancel_as_the_seed_writes_them(
         assert (
             await http.post(f"/api/v1/executions/{started['executionId']}", json={"action": "cancel"})
         ).status_code == 403
+
+
+@pytest.mark.timeout(60)
+async def test_two_cores_in_one_process_share_the_engine_on_one_database(
+    settings: Settings, receiver: Receiver, tmp_path: Path
+) -> None:
+    """DBOS is one per process: in-process replicas on the same database (as tests run them) share
+    it, and the last one to stop destroys it; a Core on another database is refused workflows."""
+    connectors = {**settings.connectors, "http": ConnectorSettings(allowed_hosts="127.0.0.1")}
+    shared = settings.model_copy(update={"connectors": connectors})
+    async with running_tendril(shared) as first:
+        owner = await first.new_owner()
+        workflow = await add_workflow(
+            first, owner.id, [{"name": "a", "type": "http_request", "config": {"url": f"{receiver.url}/a"}}]
+        )
+        async with running_tendril(shared) as second:
+            view = await second.core.executions.start(UUID(owner.id), workflow, {}, started_by="api")
+            assert (await finished(first, owner.id, view.id)).status == "completed"
+            elsewhere = settings.model_copy(
+                update={
+                    "data_dir": tmp_path / "elsewhere",
+                    "database_url": f"sqlite+aiosqlite:///{tmp_path / 'other.db'}",
+                }
+            )
+            async with running_tendril(elsewhere) as other:
+                stranger = await other.new_owner()
+                mine = await add_workflow(other, stranger.id, [])
+                with pytest.raises(Unavailable):
+                    await other.core.executions.start(UUID(stranger.id), mine, {}, started_by="api")
+        again = await first.core.executions.start(UUID(owner.id), workflow, {}, started_by="api")
+        assert (await finished(first, owner.id, again.id)).status == "completed"
+    assert len(receiver.seen) == 2
