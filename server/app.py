@@ -44,6 +44,7 @@ from server.core.workflows.engine import SystemDatabase
 from server.core.workflows.executions import Executions
 from server.core.workflows.service import Workflows
 from server.core.workflows.steps import Steps
+from server.core.workflows.triggers import Triggers
 from server.keys import load_keyring, private_data_dir
 from server.mcp.caller import AgentKeyVerifier, CallerResolver, McpGate, caller_from_http
 from server.mcp.server import McpServer, build_mcp_server
@@ -64,6 +65,7 @@ from storage.notices import ChangeNotices
 from storage.rate_windows import RateWindowStore
 from storage.repositories import Store, utcnow
 from storage.sealed import SealedValues
+from storage.workflow_triggers import TriggerStore
 from storage.workflows import WorkflowStore
 
 JOB_RETRY_CAP_SECONDS = 600
@@ -132,6 +134,21 @@ def build_core(
         clock=timestamp,
     )
     writer = DeliveryWriter(hooks, events)
+    executions = Executions(
+        store=ExecutionStore(engine, clock),
+        steps=Steps(connections=connections, identity=identity, catalog=catalog, runner=runner),
+        database=SystemDatabase.of(settings),
+        clock=clock,
+    )
+    triggers = Triggers(
+        store=TriggerStore(engine, clock),
+        workflows=workflows,
+        executions=executions,
+        hooks=hooks,
+        catalog=catalog,
+        audit=audit,
+    )
+    writer.on_firings(triggers.wake)
     ingest = WebhookIngest(
         hooks=hooks,
         vault=vault,
@@ -141,7 +158,9 @@ def build_core(
         max_attempts=settings.job_max_attempts,
         signing_key_urls={"gmail": settings.google_certs_url} if settings.google_certs_url else None,
         metrics=metrics,
+        event_triggers=triggers.matcher_for,
     )
+    triggers.on_change(ingest.forget_all)
     return Core(
         settings=settings,
         catalog=catalog,
@@ -191,12 +210,8 @@ def build_core(
         rate_limits=rate_limits,
         audit=audit,
         metrics=metrics,
-        executions=Executions(
-            store=ExecutionStore(engine, clock),
-            steps=Steps(connections=connections, identity=identity, catalog=catalog, runner=runner),
-            database=SystemDatabase.of(settings),
-            clock=clock,
-        ),
+        executions=executions,
+        triggers=triggers,
         readiness=Readiness(lambda: db.migration_state(engine)),
         keys_at_rest=KeysAtRest(vault, SealedValues(engine)),
         derive_key=keyring.derive,

@@ -33,7 +33,7 @@ from sqlalchemy.dialects import sqlite
 from storage import schema
 from storage.db import configure_sqlite_connection
 from storage.schema import JobStatus, time_ordered_id
-from storage.webhook_records import NewDelivery, dedupe_key
+from storage.webhook_records import NewDelivery, dedupe_key, firing_input, firing_key
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ _JOB_COLUMNS = (
     "created_at",
     "updated_at",
 )
+_FIRING_COLUMNS = ("id", "owner_id", "trigger_id", "workflow_id", "idempotency_key", "input", "created_at")
 
 
 def _positional_sql(statement: Any, order: Sequence[str]) -> str:
@@ -82,6 +83,9 @@ _insert_deliveries = _many_rows(
     _positional_sql(_insert(schema.webhook_deliveries, _DELIVERY_COLUMNS), _DELIVERY_COLUMNS)
 )
 _insert_jobs = _many_rows(_positional_sql(_insert(schema.jobs, _JOB_COLUMNS), _JOB_COLUMNS))
+_insert_firings = _many_rows(
+    _positional_sql(_insert(schema.workflow_trigger_firings, _FIRING_COLUMNS), _FIRING_COLUMNS)
+)
 _deliveries = schema.webhook_deliveries
 _known_event_ids = (
     f"SELECT {_deliveries.c.event_id.name} FROM {_deliveries.name} "
@@ -120,6 +124,8 @@ class _Rows:
     stamp: Any
     deliveries: list[tuple[Any, ...]] = field(default_factory=list)  # one per delivery, in order
     jobs: list[list[tuple[Any, ...]]] = field(default_factory=list)  # the jobs of each delivery
+    # The trigger firings of each delivery (event triggers it matched); mostly empty.
+    firings: list[list[tuple[Any, ...]]] = field(default_factory=list)
 
 
 def _rows(batch: Sequence[NewDelivery], now: datetime) -> _Rows:
@@ -158,6 +164,22 @@ def _rows(batch: Sequence[NewDelivery], now: datetime) -> _Rows:
                 )
                 for agent_id in item.agent_ids
             ]
+        )
+        rows.firings.append(
+            [
+                (
+                    _uuid(time_ordered_id()),
+                    owner_key,
+                    key(firing.trigger_id),
+                    key(firing.workflow_id),
+                    firing_key(endpoint.id, item.event_id),
+                    _json(firing_input(item.payload)),
+                    stamp,
+                )
+                for firing in item.firings
+            ]
+            if item.firings
+            else []
         )
     return rows
 
@@ -265,7 +287,12 @@ class SqliteDeliveryWriter:
                 known.add((endpoint_key, event_id))  # a second copy within the batch is a duplicate
             fresh = [row for row, is_new in zip(rows.deliveries, new, strict=True) if is_new]
             jobs = [job for jobs, is_new in zip(rows.jobs, new, strict=True) if is_new for job in jobs]
-            for chunk, insert in ((fresh, _insert_deliveries), (jobs, _insert_jobs)):
+            firings = [f for each, is_new in zip(rows.firings, new, strict=True) if is_new for f in each]
+            for chunk, insert in (
+                (fresh, _insert_deliveries),
+                (jobs, _insert_jobs),
+                (firings, _insert_firings),
+            ):
                 for start in range(0, len(chunk), per_statement):
                     part = chunk[start : start + per_statement]
                     connection.execute(insert(len(part)), [value for row in part for value in row])

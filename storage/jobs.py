@@ -28,7 +28,14 @@ from storage.db import sqlite_file
 from storage.delivery_writer import SqliteDeliveryWriter
 from storage.repositories import utcnow
 from storage.schema import JobStatus, time_ordered_id
-from storage.webhook_records import EndpointRecord, JobRecord, NewDelivery, dedupe_key
+from storage.webhook_records import (
+    EndpointRecord,
+    JobRecord,
+    NewDelivery,
+    dedupe_key,
+    firing_input,
+    firing_key,
+)
 
 endpoints_t, deliveries_t, jobs_t = schema.webhook_endpoints, schema.webhook_deliveries, schema.jobs
 
@@ -198,6 +205,22 @@ class WebhookStore:
             ]
             if jobs:
                 await conn.execute(jobs_t.insert(), jobs)
+            firings = [
+                {
+                    "id": time_ordered_id(),
+                    "owner_id": item.endpoint.owner_id,
+                    "trigger_id": firing.trigger_id,
+                    "workflow_id": firing.workflow_id,
+                    "idempotency_key": firing_key(item.endpoint.id, item.event_id),
+                    "input": firing_input(item.payload),
+                    "created_at": now,
+                }
+                for item, is_new in zip(batch, new, strict=True)
+                if is_new
+                for firing in item.firings
+            ]
+            if firings:
+                await conn.execute(schema.workflow_trigger_firings.insert(), firings)
             counts: dict[UUID, list[int]] = {}
             for item, is_new in zip(batch, new, strict=True):
                 counts.setdefault(item.endpoint.id, [0, 0])[0 if is_new else 1] += 1

@@ -383,6 +383,27 @@ workflow_triggers = sa.Table(
     sa.Index(None, "kind", "event_key"),
 )
 
+# An event trigger's firing: written in the transaction that records the delivery causing it, and
+# deleted once its execution has started. A process that dies in between leaves the row for the
+# next claim (its own restart or another replica's sweep), so an acknowledged event that matched
+# a trigger always starts its execution; the idempotency key makes starting it twice start one.
+workflow_trigger_firings = sa.Table(
+    "workflow_trigger_firings",
+    metadata,
+    _id(),  # UUIDv7: claimed oldest first
+    sa.Column("owner_id", sa.Uuid(), sa.ForeignKey("owners.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "trigger_id", sa.Uuid(), sa.ForeignKey("workflow_triggers.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("workflow_id", sa.Uuid(), nullable=False),
+    # The execution's idempotency key: the delivery's dedupe identity (endpoint and provider event id).
+    sa.Column("idempotency_key", sa.String(255), nullable=False),
+    sa.Column("input", sa.JSON(), nullable=False),  # the event's payload, as its jobs get it
+    # Set while a process starts the execution; a claim that runs out is taken again.
+    sa.Column("claimed_until", UTCDateTime()),
+    _created(),
+)
+
 # Outgoing webhooks: the owner's URLs told about events (workflow.completed, workflow.failed, ...),
 # signed with a secret Tendril generates; each event sent to each webhook is one delivery row.
 outgoing_webhooks = sa.Table(

@@ -51,6 +51,14 @@ class JobRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class TriggerFiring:
+    """An event trigger the delivery matched: its execution is owed once the delivery is stored."""
+
+    trigger_id: UUID
+    workflow_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
 class NewDelivery:
     endpoint: EndpointRecord
     event_id: str
@@ -59,6 +67,9 @@ class NewDelivery:
     agent_ids: tuple[UUID, ...]
     max_attempts: int
     payload_json: str | None = None  # the payload's JSON text when the provider sent exactly that
+    # Event triggers of the endpoint's owner matching the event key: recorded with the delivery
+    # (workflow_trigger_firings), only when it is new.
+    firings: tuple[TriggerFiring, ...] = ()
 
 
 EVENT_ID_COLUMN = 200  # webhook_deliveries.event_id's width
@@ -70,3 +81,15 @@ def dedupe_key(event_id: str) -> str:
     if len(event_id) <= EVENT_ID_COLUMN:
         return event_id
     return "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()
+
+
+def firing_key(endpoint_id: UUID, event_id: str) -> str:
+    """The idempotency key of an execution an event starts: the delivery's dedupe identity, so a
+    provider's retry of the same delivery never starts a second one (at most 6+36+1+200 characters)."""
+    return f"event:{endpoint_id}:{dedupe_key(event_id)}"
+
+
+def firing_input(payload: Any) -> dict[str, Any]:
+    """An execution's input is a JSON object: the payload itself, or {"payload": ...} when the
+    provider sent something else (a list, a string)."""
+    return payload if isinstance(payload, dict) else {"payload": payload}

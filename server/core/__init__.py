@@ -36,6 +36,7 @@ from server.core.webhooks.ingest import WebhookIngest
 from server.core.webhooks.writer import DeliveryWriter
 from server.core.workflows.executions import Executions
 from server.core.workflows.service import Workflows
+from server.core.workflows.triggers import Triggers
 from server.settings import Settings
 from storage import db
 from storage.jobs import WebhookStore
@@ -67,6 +68,8 @@ class Core:
     readiness: Readiness  # what /readyz answers
     # Workflow executions on the durable engine (DBOS): started, read, cancelled; on_finished hooks.
     executions: Executions
+    # What starts workflows besides a request: provider events and schedules (DBOS's scheduler).
+    triggers: Triggers
     keys_at_rest: KeysAtRest  # the master key: checked at start, rotated by `tendril crypto rotate`
     # Keys derived from the master key for other purposes (sealing MCP request state).
     derive_key: Callable[[bytes], bytes]
@@ -89,6 +92,7 @@ class Core:
         try:
             await self.prepare()
             await self.executions.resume()  # DBOS recovers unfinished executions at its launch
+            await self.triggers.resume()  # active schedules launch DBOS, in step with the table
             self.events.on_jobs(self._pusher.wake_for)
             async with anyio.create_task_group() as background:
                 background.start_soon(self._pusher.run)
@@ -96,6 +100,7 @@ class Core:
                 background.start_soon(self.events.run)
                 background.start_soon(self.rate_limits.run, self.settings.rate_limit_sync_seconds)
                 background.start_soon(self.audit.run)
+                background.start_soon(self.triggers.run)
                 yield self
                 # Ask the loops to finish their current round; cancel only those that overstay.
                 self._pusher.stop()
@@ -103,11 +108,13 @@ class Core:
                 self.events.stop()
                 self.rate_limits.stop()
                 self.audit.stop()
+                self.triggers.stop()
                 background.cancel_scope.deadline = anyio.current_time() + BACKGROUND_STOP_SECONDS
         finally:
             await self.aclose()
 
     async def aclose(self) -> None:
+        await self.triggers.aclose()
         await self.executions.aclose()  # executions in flight stay unfinished, resumed at next start
         await self.audit.flush()  # what was recorded without the loop (the CLI), or after it stopped
         self._hooks.close()

@@ -11,6 +11,8 @@ Recorded by the use cases themselves, so every edge's requests are covered alike
 - `key.create`, `key.update`, `key.rotate`, `key.revoke`; `agent.create`, `agent.update`,
   `agent.rotate_key`, `agent.delete`.
 - `workflow.create`, `workflow.update` (which fields changed), `workflow.delete`.
+- `trigger.create`, `trigger.update` (which fields changed), `trigger.delete`: a workflow's event
+  and schedule triggers.
 - `signin.ok`, `signin.fail`.
 
 Who acts is set by the edge that took the request (`acting_as`: the REST endpoint wrapper, the
@@ -73,6 +75,9 @@ Kind = Literal[
     "workflow.create",
     "workflow.update",
     "workflow.delete",
+    "trigger.create",
+    "trigger.update",
+    "trigger.delete",
     "signin.ok",
     "signin.fail",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from uuid import UUID
 
 import httpx
@@ -23,14 +23,22 @@ from server.core.identity import Identity
 from server.core.metrics import Metrics
 from server.core.webhooks.writer import DeliveryWriter
 from storage.jobs import EndpointRecord, NewDelivery, WebhookStore
+from storage.webhook_records import TriggerFiring
 
 logger = logging.getLogger(__name__)
 
 ROUTING_TTL = 5.0
 SIGNING_KEYS_TTL = 3600.0
 _OK = Reply(200, b"", "text/plain")
-# A receiver URL's endpoint, its opened secrets and the agents its jobs go to.
-_Route = tuple[EndpointRecord, dict[str, str], tuple[UUID, ...]]
+# Which event triggers an event key fires (server/core/workflows/triggers.py makes one per endpoint).
+EventMatcher = Callable[[str], tuple[TriggerFiring, ...]]
+EventTriggers = Callable[[EndpointRecord], Awaitable[EventMatcher]]
+# A receiver URL's endpoint, its opened secrets, the agents its jobs go to and its event triggers.
+_Route = tuple[EndpointRecord, dict[str, str], tuple[UUID, ...], EventMatcher]
+
+
+def _no_triggers(_event_key: str) -> tuple[TriggerFiring, ...]:
+    return ()
 
 
 class SigningKeys:
@@ -69,8 +77,10 @@ class WebhookIngest:
         max_attempts: int,
         signing_key_urls: Mapping[str, str] | None = None,
         metrics: Metrics,
+        event_triggers: EventTriggers | None = None,
     ) -> None:
         self._hooks = hooks
+        self._event_triggers = event_triggers
         self._metrics = metrics
         self._vault = vault
         self._catalog = catalog
@@ -82,7 +92,9 @@ class WebhookIngest:
         self._signing_keys = SigningKeys()
         # Endpoint, opened secrets and target agents by the URL's endpoint id, briefly: two reads
         # less per delivery. Changes (a new agent, a disabled endpoint) apply within ROUTING_TTL seconds.
-        self._routing: dict[str, tuple[float, EndpointRecord, dict[str, str], tuple[UUID, ...]]] = {}
+        self._routing: dict[
+            str, tuple[float, EndpointRecord, dict[str, str], tuple[UUID, ...], EventMatcher]
+        ] = {}
         self._routing_lock = asyncio.Lock()
 
     async def receive(self, provider: str, endpoint_ref: str, inbound: Inbound) -> Reply:
@@ -109,7 +121,7 @@ class WebhookIngest:
             routing = await self._route(endpoint_ref)
         if routing is None or routing[0].provider != provider:
             raise Refused(404, "unknown webhook endpoint")
-        endpoint, secrets, targets = routing
+        endpoint, secrets, targets, triggers = routing
         receiving = self._catalog.receivers[provider]
         keys_url = self._signing_keys_url(provider)
         receiver = receiving.new_receiver(await self._signing_keys.get(keys_url) if keys_url else None)
@@ -129,6 +141,7 @@ class WebhookIngest:
             self._max_attempts,
             # json_body decoded it as UTF-8 already, so this cannot fail
             inbound.body.decode() if outcome.payload_is_body else None,
+            triggers(outcome.event_key),
         )
         new = await self._writer.write(delivery)
         return outcome.reply or _OK, "accepted" if new else "duplicate"
@@ -136,6 +149,11 @@ class WebhookIngest:
     def forget(self, endpoint_id: UUID) -> None:
         """Drop a retired endpoint's routing here at once (other replicas follow within ROUTING_TTL)."""
         self._routing.pop(str(endpoint_id), None)
+
+    def forget_all(self) -> None:
+        """Drop every endpoint's routing here at once (a trigger changed; other replicas follow
+        within ROUTING_TTL)."""
+        self._routing.clear()
 
     def _signing_keys_url(self, provider: str) -> str | None:
         webhook = self._catalog.receivers[provider].webhook
@@ -161,8 +179,15 @@ class WebhookIngest:
                 return None
             secrets = self._vault.open(endpoint.id, endpoint.sealed_secrets)
             targets = tuple(await self._targets(endpoint))
-            self._routing[endpoint_ref] = (time.monotonic() + ROUTING_TTL, endpoint, secrets, targets)
-            return endpoint, secrets, targets
+            triggers = await self._event_triggers(endpoint) if self._event_triggers else _no_triggers
+            self._routing[endpoint_ref] = (
+                time.monotonic() + ROUTING_TTL,
+                endpoint,
+                secrets,
+                targets,
+                triggers,
+            )
+            return endpoint, secrets, targets, triggers
 
     async def _targets(self, endpoint: EndpointRecord) -> list[UUID]:
         """The endpoint's agents, or the owner's agents that allow the provider; always only those

@@ -20,6 +20,7 @@ from server.web.api import (
     executions,
     files,
     webhooks,
+    workflow_triggers,
     workflows,
 )
 from server.web.errors import HttpProblem
@@ -42,6 +43,15 @@ def api_routes() -> list[BaseRoute]:
         Route("/api/v1/workflows/{id}", workflows.update_workflow, methods=["PATCH"]),
         Route("/api/v1/workflows/{id}", workflows.delete_workflow, methods=["DELETE"]),
         Route("/api/v1/workflows/{id}/execute", executions.execute_workflow, methods=["POST"]),
+        Route("/api/v1/workflows/{id}/triggers", workflow_triggers.list_triggers, methods=["GET"]),
+        Route("/api/v1/workflows/{id}/triggers", workflow_triggers.create_trigger, methods=["POST"]),
+        Route("/api/v1/workflows/{id}/triggers/{triggerId}", workflow_triggers.get_trigger, methods=["GET"]),
+        Route(
+            "/api/v1/workflows/{id}/triggers/{triggerId}", workflow_triggers.update_trigger, methods=["PATCH"]
+        ),
+        Route(
+            "/api/v1/workflows/{id}/triggers/{triggerId}", workflow_triggers.delete_trigger, methods=["DELETE"]
+        ),
         Route("/api/v1/executions", executions.list_executions, methods=["GET"]),
         Route("/api/v1/executions/{id}", executions.get_execution, methods=["GET"]),
         Route("/api/v1/executions/{id}", executions.act_on_execution, methods=["POST"]),

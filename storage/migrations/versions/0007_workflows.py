@@ -103,6 +103,26 @@ def upgrade() -> None:
     op.create_index("ix_workflow_triggers_kind_event_key", "workflow_triggers", ["kind", "event_key"])
 
     op.create_table(
+        "workflow_trigger_firings",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("owner_id", sa.Uuid(), nullable=False),
+        sa.Column("trigger_id", sa.Uuid(), nullable=False),
+        sa.Column("workflow_id", sa.Uuid(), nullable=False),
+        sa.Column("idempotency_key", sa.String(255), nullable=False),
+        sa.Column("input", sa.JSON(), nullable=False),
+        sa.Column("claimed_until", UTCDateTime()),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_workflow_trigger_firings"),
+        _owner("workflow_trigger_firings"),
+        sa.ForeignKeyConstraint(
+            ["trigger_id"],
+            ["workflow_triggers.id"],
+            name="fk_workflow_trigger_firings_trigger_id_workflow_triggers",
+            ondelete="CASCADE",
+        ),
+    )
+
+    op.create_table(
         "outgoing_webhooks",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("owner_id", sa.Uuid(), nullable=False),
@@ -158,6 +178,7 @@ def downgrade() -> None:
     for table in (
         "outgoing_deliveries",
         "outgoing_webhooks",
+        "workflow_trigger_firings",
         "workflow_triggers",
         "workflow_executions",
         "workflows",
