@@ -257,3 +257,19 @@ class WorkflowSummary(_Model):
 
 class Workflow(WorkflowSummary):
     definition: dict[str, Any]  # {"steps": [{"name", "type", "config"}, ...]}
+
+
+class Trigger(_Model):
+    """A workflow trigger: a provider event (eventKey, endpointId) or a schedule (cron, timezone, input)."""
+
+    id: str
+    workflow_id: str = Field(alias="workflowId")
+    kind: Literal["event", "schedule"]
+    event_key: str | None = Field(None, alias="eventKey")
+    endpoint_id: str | None = Field(None, alias="endpointId")
+    cron: str | None = None
+    timezone: str | None = None
+    input: dict[str, Any] | None = None
+    active: bool
+    created_at: str = Field(alias="createdAt")
+    updated_at: str = Field(alias="updatedAt")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode
 
 import httpx
@@ -35,6 +35,7 @@ from clients.models import (
     JobList,
     OAuthStatus,
     StartedConnection,
+    Trigger,
     WebhookEndpoint,
     WebhookSetup,
     Workflow,
@@ -555,6 +556,56 @@ class TendrilClient:
     @operation("deleteWorkflow")
     async def delete_workflow(self, workflow_id: str) -> None:
         await self.request("DELETE", f"/api/v1/workflows/{workflow_id}")
+
+    # -- workflow triggers ------------------------------------------------------------------------
+    @operation("createTrigger")
+    async def create_trigger(
+        self,
+        workflow_id: str,
+        kind: Literal["event", "schedule"],
+        *,
+        event_key: str | None = None,
+        endpoint_id: str | None = None,
+        cron: str | None = None,
+        timezone: str | None = None,
+        input: dict[str, Any] | None = None,
+        active: bool = True,
+    ) -> Trigger:
+        """An event trigger (event_key, optionally endpoint_id) or a schedule (cron, timezone, input)."""
+        fields = {
+            "eventKey": event_key,
+            "endpointId": endpoint_id,
+            "cron": cron,
+            "timezone": timezone,
+            "input": input,
+        }
+        body = {"kind": kind, "active": active, **{k: v for k, v in fields.items() if v is not None}}
+        return Trigger.model_validate(
+            await self.request("POST", f"/api/v1/workflows/{workflow_id}/triggers", json=body)
+        )
+
+    @operation("listTriggers")
+    async def triggers(self, workflow_id: str) -> list[Trigger]:
+        body = await self.request("GET", f"/api/v1/workflows/{workflow_id}/triggers")
+        return [Trigger.model_validate(t) for t in body["triggers"]]
+
+    @operation("getTrigger")
+    async def trigger(self, workflow_id: str, trigger_id: str) -> Trigger:
+        body = await self.request("GET", f"/api/v1/workflows/{workflow_id}/triggers/{trigger_id}")
+        return Trigger.model_validate(body)
+
+    @operation("updateTrigger")
+    async def update_trigger(self, workflow_id: str, trigger_id: str, **changes: Any) -> Trigger:
+        """PATCH with the API's field names (eventKey, endpointId, cron, timezone, input, active);
+        None clears endpointId, timezone and input."""
+        body = await self.request(
+            "PATCH", f"/api/v1/workflows/{workflow_id}/triggers/{trigger_id}", json=changes
+        )
+        return Trigger.model_validate(body)
+
+    @operation("deleteTrigger")
+    async def delete_trigger(self, workflow_id: str, trigger_id: str) -> None:
+        await self.request("DELETE", f"/api/v1/workflows/{workflow_id}/triggers/{trigger_id}")
 
     # -- the contract ----------------------------------------------------------------------------
     @operation("getOpenApiDocument")

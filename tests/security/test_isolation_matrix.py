@@ -25,6 +25,7 @@ from server.web.api.endpoint import ApiSpec
 from server.web.api.executions import ExecuteWorkflow, ExecutionAction
 from server.web.api.files import NewFileConnector
 from server.web.api.webhooks import DeliveryTarget, NewEndpoint
+from server.web.api.workflow_triggers import NewTrigger, TriggerChanges
 from server.web.api.workflows import NewWorkflow, WorkflowChanges
 from tests.conftest import TELEGRAM_TOKEN, Fakes, Tendril
 from tests.security.world import SENTINEL, World, build_world
@@ -75,6 +76,8 @@ def sample_bodies(world: World) -> dict[type[Any], Any]:
         WorkflowChanges: {"name": "renamed by the matrix", "isPublic": False},
         ExecuteWorkflow: {"input": {"text": "from the matrix"}},
         ExecutionAction: {"action": "cancel"},
+        NewTrigger: {"kind": "event", "eventKey": "github.issues.opened", "endpointId": ids["endpoint"]},
+        TriggerChanges: {"active": True, "eventKey": "github.issues.closed"},
         NewConnectorInstance: {
             "name": "matrix instance",
             "type": "telegram",
@@ -93,6 +96,7 @@ def fill(template: str, spec: ApiSpec | None, world: World) -> str:
         "job id": world.ids["job"],
         "workflow id": world.ids["workflow"],
         "execution id": world.ids["execution"],
+        "trigger id": world.ids["trigger"],
     }
     values = {name: kinds[what] for name, what in (spec.ids.items() if spec else ())}
     if spec and spec.path.get("id") == CREDENTIAL_ID:

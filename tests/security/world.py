@@ -51,6 +51,9 @@ class World:
                 state[f"workflow {workflow['id']}"] = (
                     await http.get(f"/api/v1/workflows/{workflow['id']}")
                 ).json()
+                state[f"triggers of {workflow['id']}"] = (
+                    await http.get(f"/api/v1/workflows/{workflow['id']}/triggers")
+                ).json()
             for item in state["keys"]:
                 item.pop("lastUsedAt", None)  # using a key is not changing it
             return state
@@ -165,6 +168,18 @@ async def build_world(tendril: Tendril) -> World:
         ).json()
         # Finished before the matrix looks, so that its status stays put while Bob probes.
         await tendril.core.executions.engine.wait(uuid.UUID(started["executionId"]))
+        # Paused, so that nothing the matrix sends starts it (Bob resuming it would show).
+        trigger = (
+            await http.post(
+                f"/api/v1/workflows/{workflow['id']}/triggers",
+                json={
+                    "kind": "event",
+                    "eventKey": "github.issues.opened",
+                    "endpointId": endpoint["id"],
+                    "active": False,
+                },
+            )
+        ).json()
     ids = {
         "connection": connection,
         "credential": credential["id"],
@@ -176,6 +191,7 @@ async def build_world(tendril: Tendril) -> World:
         "job": job["id"],
         "workflow": workflow["id"],
         "execution": started["executionId"],
+        "trigger": trigger["id"],
         "file": made_file["id"],
         "file_connection": made_file["connection_id"],
     }
