@@ -11,7 +11,9 @@ from uuid import UUID
 
 from auth.crypto import CryptoError, Keyring
 
-Sealed = Literal["connection", "credential"]
+# What a sealed value is: a connection's credential, a credential object's, an outgoing webhook's
+# signing secret or its custom headers.
+Sealed = Literal["connection", "credential", "outgoing_webhook", "outgoing_headers"]
 
 
 class CredentialVault:

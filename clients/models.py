@@ -222,6 +222,46 @@ class Delivery(_Model):
     delivery_url: str | None = Field(alias="deliveryUrl")
 
 
+class RetryPolicy(_Model):
+    max_attempts: int = Field(alias="maxAttempts")
+    backoff_ms: int = Field(alias="backoffMs")
+
+
+class OutgoingWebhook(_Model):
+    id: str
+    name: str
+    url: str
+    events: list[str]
+    headers: dict[str, str]  # names only; every value reads ****
+    retry_policy: RetryPolicy = Field(alias="retryPolicy")
+    active: bool
+    created_at: str = Field(alias="createdAt")
+    updated_at: str = Field(alias="updatedAt")
+
+
+class CreatedOutgoingWebhook(_Model):
+    webhook: OutgoingWebhook
+    secret: str  # shown only this once
+
+
+class OutgoingDelivery(_Model):
+    id: str
+    webhook_id: str = Field(alias="webhookId")
+    event: str
+    status: str
+    attempts: int
+    last_status_code: int | None = Field(None, alias="lastStatusCode")
+    last_error: str | None = Field(None, alias="lastError")
+    created_at: str = Field(alias="createdAt")
+    next_attempt_at: str | None = Field(None, alias="nextAttemptAt")
+    delivered_at: str | None = Field(None, alias="deliveredAt")
+
+
+class OutgoingDeliveryPage(_Model):
+    deliveries: list[OutgoingDelivery]
+    next_cursor: str | None = Field(None, alias="nextCursor")
+
+
 class FileConnector(_Model):
     """The files API answers in snake_case, as the document it follows does."""
 

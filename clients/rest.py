@@ -24,6 +24,7 @@ from clients.models import (
     ConnectorInstance,
     CreatedAgent,
     CreatedApiKey,
+    CreatedOutgoingWebhook,
     Credential,
     Delivery,
     Execution,
@@ -34,6 +35,9 @@ from clients.models import (
     Job,
     JobList,
     OAuthStatus,
+    OutgoingDelivery,
+    OutgoingDeliveryPage,
+    OutgoingWebhook,
     StartedConnection,
     Trigger,
     WebhookEndpoint,
@@ -463,6 +467,92 @@ class TendrilClient:
     @operation("clearAgentDelivery")
     async def clear_agent_delivery(self, agent_id: str) -> Delivery:
         return Delivery.model_validate(await self.request("DELETE", f"/api/v1/agents/{agent_id}/delivery"))
+
+    # -- outgoing webhooks ---------------------------------------------------------------------
+    @operation("createWebhook")
+    async def create_webhook(
+        self,
+        name: str,
+        url: str,
+        events: list[str],
+        *,
+        headers: dict[str, str] | None = None,
+        max_attempts: int | None = None,
+        backoff_ms: int | None = None,
+    ) -> CreatedOutgoingWebhook:
+        """An outgoing webhook; the answer's `secret` (its signing secret) is shown only this once."""
+        body: dict[str, Any] = {"name": name, "url": url, "events": events}
+        if headers is not None:
+            body["headers"] = headers
+        policy = {"maxAttempts": max_attempts, "backoffMs": backoff_ms}
+        if any(v is not None for v in policy.values()):
+            body["retryPolicy"] = {k: v for k, v in policy.items() if v is not None}
+        return CreatedOutgoingWebhook.model_validate(
+            await self.request("POST", "/api/v1/webhooks", json=body)
+        )
+
+    @operation("listWebhooks")
+    async def webhooks(self) -> list[OutgoingWebhook]:
+        body = await self.request("GET", "/api/v1/webhooks")
+        return [OutgoingWebhook.model_validate(w) for w in body["webhooks"]]
+
+    @operation("getWebhook")
+    async def webhook(self, webhook_id: str) -> OutgoingWebhook:
+        return OutgoingWebhook.model_validate(await self.request("GET", f"/api/v1/webhooks/{webhook_id}"))
+
+    @operation("updateWebhook")
+    async def update_webhook(
+        self,
+        webhook_id: str,
+        *,
+        name: str | None = None,
+        url: str | None = None,
+        events: list[str] | None = None,
+        headers: dict[str, str] | Unset | None = UNSET,
+        max_attempts: int | None = None,
+        backoff_ms: int | None = None,
+        active: bool | None = None,
+    ) -> OutgoingWebhook:
+        """Change what is given; `headers` replaces the whole set (None clears it)."""
+        body: dict[str, Any] = {
+            k: v
+            for k, v in {"name": name, "url": url, "events": events, "active": active}.items()
+            if v is not None
+        }
+        if not isinstance(headers, Unset):
+            body["headers"] = headers
+        policy = {"maxAttempts": max_attempts, "backoffMs": backoff_ms}
+        if any(v is not None for v in policy.values()):
+            body["retryPolicy"] = {k: v for k, v in policy.items() if v is not None}
+        return OutgoingWebhook.model_validate(
+            await self.request("PATCH", f"/api/v1/webhooks/{webhook_id}", json=body)
+        )
+
+    @operation("deleteWebhook")
+    async def delete_webhook(self, webhook_id: str) -> None:
+        await self.request("DELETE", f"/api/v1/webhooks/{webhook_id}")
+
+    @operation("listWebhookDeliveries")
+    async def webhook_deliveries(
+        self,
+        webhook_id: str,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> OutgoingDeliveryPage:
+        """A page of the webhook's deliveries, newest first; `next_cursor` fetches the next page."""
+        filters: dict[str, Any] = {"status": status, "limit": limit, "cursor": cursor}
+        params = {k: v for k, v in filters.items() if v is not None}
+        return OutgoingDeliveryPage.model_validate(
+            await self.request("GET", f"/api/v1/webhooks/{webhook_id}/deliveries", params=params)
+        )
+
+    @operation("redeliverWebhookDelivery")
+    async def redeliver(self, webhook_id: str, delivery_id: str) -> OutgoingDelivery:
+        """The same body again, as a new delivery."""
+        path = f"/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"
+        return OutgoingDelivery.model_validate((await self.request("POST", path))["delivery"])
 
     # -- files -----------------------------------------------------------------------------------
     @operation("listFileConnectors")

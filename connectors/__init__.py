@@ -10,7 +10,7 @@ from connectors._connector import (
     HookRequest,
     RegisteredHook,
 )
-from connectors._egress import AllowList, BlockedDestination, GuardedTransport
+from connectors._egress import AllowList, BlockedDestination, GuardedTransport, vetted_addresses
 from connectors._pool import ClientPool
 from connectors._registry import Catalog, load_catalog
 from connectors._runtime import ActionRunner, Backoff, RetryPolicy
@@ -43,4 +43,5 @@ __all__ = [
     "RetryPolicy",
     "WebhookSpec",
     "load_catalog",
+    "vetted_addresses",
 ]

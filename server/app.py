@@ -32,6 +32,7 @@ from server.core.links import MCP_PATH, Links
 from server.core.metrics import Metrics
 from server.core.oauth import OAuthFlow
 from server.core.oauth_clients import OAuthClients
+from server.core.outgoing import OutgoingWebhooks
 from server.core.push import JobPusher, PushSettings
 from server.core.rate_limits import LocalWindows, RateLimits, SharedWindows
 from server.core.readiness import Readiness
@@ -41,7 +42,7 @@ from server.core.webhooks.endpoints import WebhookEndpoints
 from server.core.webhooks.ingest import WebhookIngest
 from server.core.webhooks.writer import DeliveryWriter
 from server.core.workflows.engine import SystemDatabase
-from server.core.workflows.executions import Executions
+from server.core.workflows.executions import Executions, FinishedExecution
 from server.core.workflows.service import Workflows
 from server.core.workflows.steps import Steps
 from server.core.workflows.triggers import Triggers
@@ -62,6 +63,7 @@ from storage.executions import ExecutionStore
 from storage.flows import FlowStore
 from storage.jobs import JobQueue, WebhookStore
 from storage.notices import ChangeNotices
+from storage.outgoing import OutgoingStore
 from storage.rate_windows import RateWindowStore
 from storage.repositories import Store, utcnow
 from storage.sealed import SealedValues
@@ -134,6 +136,15 @@ def build_core(
         clock=timestamp,
     )
     writer = DeliveryWriter(hooks, events)
+    outgoing = OutgoingWebhooks(
+        OutgoingStore(engine, clock),
+        vault,
+        allowed_hosts=settings.push_allowed_hosts,
+        poll_seconds=settings.push_poll_seconds,
+        clock=clock,
+    )
+    connections.on_status(outgoing.connection_moved)
+    queue.on_dead(outgoing.job_dead)
     executions = Executions(
         store=ExecutionStore(engine, clock),
         steps=Steps(connections=connections, identity=identity, catalog=catalog, runner=runner),
@@ -149,6 +160,11 @@ def build_core(
         audit=audit,
     )
     writer.on_firings(triggers.wake)
+
+    async def announce_end(finished: FinishedExecution) -> None:
+        await events.execution_ended(finished.execution_id)
+
+    executions.on_finished(announce_end)  # MCP subscribers of the execution hear it, on any replica
     ingest = WebhookIngest(
         hooks=hooks,
         vault=vault,
@@ -161,7 +177,7 @@ def build_core(
         event_triggers=triggers.matcher_for,
     )
     triggers.on_change(ingest.forget_all)
-    return Core(
+    core = Core(
         settings=settings,
         catalog=catalog,
         links=links,
@@ -194,6 +210,7 @@ def build_core(
         jobs=Jobs(queue, catalog, events, lease_seconds=settings.job_lease_seconds),
         push=PushSettings(store, vault),
         workflows=workflows,
+        outgoing=outgoing,
         webhooks=WebhookEndpoints(
             hooks=hooks,
             vault=vault,
@@ -221,6 +238,8 @@ def build_core(
         _writer=writer,
         _pusher=JobPusher(settings, store, vault, queue),
     )
+    core.executions.on_finished(outgoing.workflow_finished)  # workflow.completed / workflow.failed
+    return core
 
 
 def build_mcp(core: Core, resolve_caller: CallerResolver) -> McpServer:
@@ -228,6 +247,7 @@ def build_mcp(core: Core, resolve_caller: CallerResolver) -> McpServer:
     mcp = build_mcp_server(core, resolve_caller)
     core.events.on_jobs(mcp.resources.notify_jobs)
     core.events.on_file(mcp.resources.notify_file)
+    core.events.on_execution(mcp.resources.notify_execution)
     return mcp
 
 

@@ -13,7 +13,7 @@ serialises writers, so one UPDATE ... RETURNING is already atomic there.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -245,6 +245,8 @@ def _insert_ignoring_duplicates(conn: AsyncConnection, table: sa.Table, keys: li
 
 # Seconds to wait before retry number n (1 for the first): the caller's backoff policy.
 Backoff = Callable[[int], float]
+# Told of each job that went to the dead letters, after it is stored.
+DeadListener = Callable[[JobRecord], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +264,17 @@ class JobQueue:
         self.engine = engine
         self.clock = clock
         self.backoff = backoff
+        self._dead_listeners: list[DeadListener] = []
+
+    def on_dead(self, listener: DeadListener) -> None:
+        """Call `listener` for every job that dies (failed for good, or its lease ran out on the last
+        attempt); its failure is its own."""
+        self._dead_listeners.append(listener)
+
+    async def _tell_dead(self, jobs: Sequence[JobRecord]) -> None:
+        for job in jobs:
+            for listener in self._dead_listeners:
+                await listener(job)
 
     def _claimable(self, now: datetime) -> sa.ColumnElement[bool]:
         waiting = sa.and_(
@@ -296,7 +309,7 @@ class JobQueue:
             .with_for_update(skip_locked=True)
         )
         async with self.engine.begin() as conn:
-            await self._bury_abandoned(conn, now)
+            buried = await self._bury_abandoned(conn, now)
             rows = await conn.execute(
                 jobs_t.update()
                 .where(jobs_t.c.id.in_(candidates.scalar_subquery()))
@@ -309,11 +322,13 @@ class JobQueue:
                 )
                 .returning(*jobs_t.c)
             )
-            return sorted((_job(row) for row in rows), key=lambda j: (j.created_at, str(j.id)))
+            claimed = sorted((_job(row) for row in rows), key=lambda j: (j.created_at, str(j.id)))
+        await self._tell_dead(buried)
+        return claimed
 
-    async def _bury_abandoned(self, conn: AsyncConnection, now: datetime) -> None:
+    async def _bury_abandoned(self, conn: AsyncConnection, now: datetime) -> list[JobRecord]:
         """Running jobs whose lease ran out on their last attempt go to the dead letters."""
-        await conn.execute(
+        rows = await conn.execute(
             jobs_t.update()
             .where(
                 jobs_t.c.status == JobStatus.RUNNING,
@@ -326,7 +341,9 @@ class JobQueue:
                 finished_at=now,
                 updated_at=now,
             )
+            .returning(*jobs_t.c)
         )
+        return [_job(row) for row in rows]
 
     async def _finish(
         self, job_id: UUID, worker_filter: Mapping[str, Any], **values: Any
@@ -370,9 +387,12 @@ class JobQueue:
             values: dict[str, Any] = {"status": JobStatus.FAILED, "run_after": after}
         else:
             values = {"status": JobStatus.DEAD, "finished_at": now}
-        return await self._finish(
+        finished = await self._finish(
             job_id, {"agent_id": agent_id}, last_error=error[:2000], lease_until=None, **values
         )
+        if finished is not None and finished.status == JobStatus.DEAD:
+            await self._tell_dead([finished])
+        return finished
 
     async def retry_dead(self, job_id: UUID, *, owner_id: UUID, extra_attempts: int = 3) -> JobRecord | None:
         """Give a dead (or failed) job another `extra_attempts` tries, now."""

@@ -27,6 +27,12 @@ SEALED_COLUMNS = (
     SealedColumn("credential objects", schema.credentials, "data", kind="credential"),
     SealedColumn("webhook endpoint secrets", schema.webhook_endpoints, "sealed_secrets"),
     SealedColumn("agent delivery secrets", schema.agents, "sealed_delivery_secret"),
+    SealedColumn(
+        "outgoing webhook secrets", schema.outgoing_webhooks, "sealed_secret", kind="outgoing_webhook"
+    ),
+    SealedColumn(
+        "outgoing webhook headers", schema.outgoing_webhooks, "sealed_headers", kind="outgoing_headers"
+    ),
     # A PKCE verifier is sealed for the connection its handshake completes.
     SealedColumn(
         "OAuth handshakes in progress", schema.oauth_states, "sealed_verifier", bound_to="connection_id"

@@ -27,6 +27,7 @@ from server.core.keys_at_rest import KeysAtRest
 from server.core.links import Links
 from server.core.metrics import Metrics
 from server.core.oauth import OAuthFlow
+from server.core.outgoing import OutgoingWebhooks
 from server.core.push import JobPusher, PushSettings
 from server.core.rate_limits import RateLimits
 from server.core.readiness import Readiness
@@ -58,6 +59,7 @@ class Core:
     jobs: Jobs
     push: PushSettings
     workflows: Workflows  # the owner's workflow definitions: CRUD, and which an agent may run
+    outgoing: OutgoingWebhooks  # outgoing webhooks: managed over REST, announced by the use cases
     webhooks: WebhookEndpoints
     ingest: WebhookIngest
     events: ChangeEvents
@@ -96,6 +98,7 @@ class Core:
             self.events.on_jobs(self._pusher.wake_for)
             async with anyio.create_task_group() as background:
                 background.start_soon(self._pusher.run)
+                background.start_soon(self.outgoing.run)
                 background.start_soon(self._writer.run)
                 background.start_soon(self.events.run)
                 background.start_soon(self.rate_limits.run, self.settings.rate_limit_sync_seconds)
@@ -104,6 +107,7 @@ class Core:
                 yield self
                 # Ask the loops to finish their current round; cancel only those that overstay.
                 self._pusher.stop()
+                self.outgoing.stop()
                 self._writer.stop()
                 self.events.stop()
                 self.rate_limits.stop()

@@ -35,6 +35,8 @@ from storage.repositories import ConnectionRecord, ConnectionStatus, Store
 
 _T = TypeVar("_T")
 Status = ConnectionStatus
+# Told of every status move, after it is stored: (the connection as it is now, the status it left).
+StatusListener = Callable[[ConnectionRecord, ConnectionStatus], Awaitable[None]]
 LIVE = frozenset({Status.PENDING, Status.ACTIVE, Status.NEEDS_REAUTH})
 
 # To each status, the statuses a connection may come from.
@@ -83,6 +85,12 @@ class Connections:
         self._links = links
         self._tokens = TokenKeeper(store, vault, on_refresh=metrics.token_refresh)
         self._waiters = waiters
+        self._status_listeners: list[StatusListener] = []
+
+    def on_status(self, listener: StatusListener) -> None:
+        """Call `listener` after every status move (outgoing webhooks' connection.* events); a
+        listener's failure is its own and never undoes or fails the move."""
+        self._status_listeners.append(listener)
 
     # -- connectors ---------------------------------------------------------------------------------
     def connector(self, slug: str | None) -> Connector:
@@ -387,6 +395,8 @@ class Connections:
                 connector=moved.connector_slug,
                 detail={"from": str(connection.status), "to": str(moved.status)},
             )
+            for listener in self._status_listeners:
+                await listener(moved, connection.status)
         return moved
 
     async def activate(

@@ -70,6 +70,11 @@ TAGS = {
     "keys": ("API keys", "The owner's API keys and their permissions."),
     "webhook-endpoints": ("Webhooks", "Endpoints that receive a provider's events."),
     "jobs": ("Jobs", "Provider events turned into durable jobs for agents."),
+    "webhooks": (
+        "Outgoing webhooks",
+        "URLs of the owner's that Tendril tells about events (workflow.completed, ...), signed, "
+        "with their deliveries.",
+    ),
     "workflows": ("Workflows", "The owner's workflows: steps (actions, HTTP requests, delays, conditions)."),
     "executions": ("Executions", "Runs of the owner's workflows: status, each step's output and error, cancel."),
     "audit": ("Audit", "The owner's audit trail: who did what, on which connection, and how it ended."),

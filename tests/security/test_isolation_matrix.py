@@ -24,6 +24,7 @@ from server.web.api.credentials import CREDENTIAL_ID, CredentialChanges, NewConn
 from server.web.api.endpoint import ApiSpec
 from server.web.api.executions import ExecuteWorkflow, ExecutionAction
 from server.web.api.files import NewFileConnector
+from server.web.api.outgoing_webhooks import NewOutgoingWebhook, OutgoingWebhookChanges
 from server.web.api.webhooks import DeliveryTarget, NewEndpoint
 from server.web.api.workflow_triggers import NewTrigger, TriggerChanges
 from server.web.api.workflows import NewWorkflow, WorkflowChanges
@@ -78,6 +79,14 @@ def sample_bodies(world: World) -> dict[type[Any], Any]:
         ExecutionAction: {"action": "cancel"},
         NewTrigger: {"kind": "event", "eventKey": "github.issues.opened", "endpointId": ids["endpoint"]},
         TriggerChanges: {"active": True, "eventKey": "github.issues.closed"},
+        NewOutgoingWebhook: {
+            "name": "matrix hook",
+            "url": "https://matrix-hooks.example/in",
+            "events": ["workflow.completed", "workflow.failed"],
+            "headers": {"X-Custom-Header": "value"},
+            "retryPolicy": {"maxAttempts": 3, "backoffMs": 1000},
+        },
+        OutgoingWebhookChanges: {"name": "renamed by the matrix", "headers": None, "active": False},
         NewConnectorInstance: {
             "name": "matrix instance",
             "type": "telegram",
@@ -97,6 +106,8 @@ def fill(template: str, spec: ApiSpec | None, world: World) -> str:
         "workflow id": world.ids["workflow"],
         "execution id": world.ids["execution"],
         "trigger id": world.ids["trigger"],
+        "webhook id": world.ids["outgoing_webhook"],
+        "delivery id": world.ids["outgoing_delivery"],
     }
     values = {name: kinds[what] for name, what in (spec.ids.items() if spec else ())}
     if spec and spec.path.get("id") == CREDENTIAL_ID:

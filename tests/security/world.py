@@ -13,6 +13,7 @@ from tests.conftest import TELEGRAM_TOKEN, Owner, Tendril
 from tests.support.webhooks import GitHubSigner
 
 SENTINEL = "AliceSentinel"
+OUTGOING_HEADER_SECRET = "alice-receiver-credential-Canary-5e1"
 
 
 @dataclass
@@ -23,7 +24,7 @@ class World:
     keys: dict[str, str]  # Alice's keys by the permissions they hold: "read", "write", "execute", "basic"
     agent_key: str  # Alice's agent, allowed telegram, github and local_file
     ids: dict[str, str]  # Alice's things by kind: connection, pending, agent, key, endpoint, job, file,
-    # credential and the connector instance made from it
+    # credential and the connector instance made from it, an outgoing webhook and one of its deliveries
     secrets: list[str] = field(default_factory=list)  # what must never reach Bob
 
     def alice_http(self) -> httpx.AsyncClient:
@@ -44,9 +45,13 @@ class World:
                 ("files", "/connectors"),
                 ("credentials", "/api/v1/credentials"),
                 ("workflows", "/api/v1/workflows"),
+                ("outgoing webhooks", "/api/v1/webhooks"),
                 ("executions", "/api/v1/executions"),
             ):
                 state[name] = (await http.get(path)).json()
+            for hook in state["outgoing webhooks"]["webhooks"]:  # which deliveries exist, not how they fare
+                listed = await http.get(f"/api/v1/webhooks/{hook['id']}/deliveries")
+                state[f"deliveries of {hook['id']}"] = [d["id"] for d in listed.json()["deliveries"]]
             for workflow in state["workflows"]:  # definitions too, which the list leaves out
                 state[f"workflow {workflow['id']}"] = (
                     await http.get(f"/api/v1/workflows/{workflow['id']}")
@@ -180,6 +185,23 @@ async def build_world(tendril: Tendril) -> World:
                 },
             )
         ).json()
+        outgoing = (
+            await http.post(
+                "/api/v1/webhooks",
+                json={
+                    "name": f"{SENTINEL} outgoing",
+                    "url": "https://alice-hooks.example/in",
+                    "events": ["workflow.completed"],
+                    "headers": {"Authorization": f"Bearer {OUTGOING_HEADER_SECRET}"},
+                },
+            )
+        ).json()
+        await tendril.core.outgoing.announce(
+            uuid.UUID(alice.id), "workflow.completed", {"by": SENTINEL}, dedupe_key=f"{SENTINEL}-event"
+        )
+        [outgoing_delivery] = (
+            await http.get(f"/api/v1/webhooks/{outgoing['webhook']['id']}/deliveries")
+        ).json()["deliveries"]
     ids = {
         "connection": connection,
         "credential": credential["id"],
@@ -194,8 +216,18 @@ async def build_world(tendril: Tendril) -> World:
         "trigger": trigger["id"],
         "file": made_file["id"],
         "file_connection": made_file["connection_id"],
+        "outgoing_webhook": outgoing["webhook"]["id"],
+        "outgoing_delivery": outgoing_delivery["id"],
     }
-    secrets = [alice.api_key, *keys.values(), agent["apiKey"], TELEGRAM_TOKEN, signer.secrets["secret"]]
+    secrets = [
+        alice.api_key,
+        *keys.values(),
+        agent["apiKey"],
+        TELEGRAM_TOKEN,
+        signer.secrets["secret"],
+        outgoing["secret"],
+        OUTGOING_HEADER_SECRET,
+    ]
     return World(tendril, alice, bob, keys, agent["apiKey"], ids, secrets)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from uuid import UUID
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from storage import schema
 from storage.sealed import SEALED_COLUMNS, SealedValues
 from tests.conftest import SLACK_TOKEN, TELEGRAM_TOKEN, Fakes, LiveTendril, Tendril, running_tendril
 from tests.support.cli import run_cli
-from tests.support.core import stored_rows
+from tests.support.core import stored_rows, vault_of
 from tests.support.mcp import mcp_client
 from tests.support.webhooks import GitHubSigner
 
@@ -126,6 +127,13 @@ async def test_crypto_rotate_reseals_every_sealed_value_with_the_first_key(
     await client.set_agent_delivery(
         agent.agent.id, "https://agent.example.com/jobs", secret="push-secret-0123456789"
     )
+    # An outgoing webhook's signing secret and custom headers (sealed separately).
+    outgoing = await client.create_webhook(
+        "rotated",
+        "https://hooks.example/in",
+        ["workflow.completed"],
+        headers={"Authorization": "Bearer receiver-credential-0123"},
+    )
     old_key = settings.master_key.get_secret_value()  # type: ignore[union-attr]
     new_key = generate_key()
 
@@ -136,6 +144,8 @@ async def test_crypto_rotate_reseals_every_sealed_value_with_the_first_key(
         "credential objects: re-encrypted 0,",
         "webhook endpoint secrets: re-encrypted 1,",
         "agent delivery secrets: re-encrypted 1,",
+        "outgoing webhook secrets: re-encrypted 1,",
+        "outgoing webhook headers: re-encrypted 1,",
     ):
         assert line in rotate.stdout
     assert "connection credentials: 2/2" in rotate.stderr  # counted as it goes
@@ -169,6 +179,12 @@ async def test_crypto_rotate_reseals_every_sealed_value_with_the_first_key(
             path = f"/api/v1/connectors/webhooks/github/{endpoint.id}"
             answer = await http.post(path, content=delivery.body, headers=delivery.headers)
             assert answer.status_code == 200, answer.text
+            # The outgoing webhook's secret still signs, and its headers still open.
+            shown = (await http.get(f"/api/v1/webhooks/{outgoing.webhook.id}")).json()
+            assert shown["headers"] == {"Authorization": "****"}
+        hook = await app.state.core.outgoing.get(UUID(owner.id), UUID(outgoing.webhook.id))
+        opened = vault_of(only_new).open(hook.record.id, hook.record.sealed_secret, kind="outgoing_webhook")
+        assert opened == {"secret": outgoing.secret}
 
 
 async def test_a_wrong_master_key_fails_loudly_at_start(
