@@ -76,7 +76,10 @@ TAGS = {
         "with their deliveries.",
     ),
     "workflows": ("Workflows", "The owner's workflows: steps (actions, HTTP requests, delays, conditions)."),
-    "executions": ("Executions", "Runs of the owner's workflows: status, each step's output and error, cancel."),
+    "executions": (
+        "Executions",
+        "Runs of the owner's workflows: status, each step's output and error, cancel.",
+    ),
     "audit": ("Audit", "The owner's audit trail: who did what, on which connection, and how it ended."),
     "openapi": ("Contract", "This document."),
     "pages": ("Browser pages", "Pages a person opens in a browser tab, signed in with an API key."),

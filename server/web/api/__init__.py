@@ -51,7 +51,9 @@ def api_routes() -> list[BaseRoute]:
             "/api/v1/workflows/{id}/triggers/{triggerId}", workflow_triggers.update_trigger, methods=["PATCH"]
         ),
         Route(
-            "/api/v1/workflows/{id}/triggers/{triggerId}", workflow_triggers.delete_trigger, methods=["DELETE"]
+            "/api/v1/workflows/{id}/triggers/{triggerId}",
+            workflow_triggers.delete_trigger,
+            methods=["DELETE"],
         ),
         Route("/api/v1/executions", executions.list_executions, methods=["GET"]),
         Route("/api/v1/executions/{id}", executions.get_execution, methods=["GET"]),
