@@ -1,4 +1,5 @@
-"""What changed, told to every replica: an agent has new jobs, a file was uploaded again.
+"""What changed, told to every replica: an agent has new jobs, a file was uploaded again, a
+workflow execution ended.
 
 Storage's change notices carry it between replicas (NOTIFY on PostgreSQL, in-process on SQLite);
 this module names the changes and hands them to the listeners the edges register (MCP
@@ -17,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 _JOBS = "jobs"  # jobs:<agent id>
 _FILE = "file"  # file:<connection id>
+_EXECUTION = "execution"  # execution:<execution id>
 
 Listener = Callable[[UUID], Awaitable[None]]
 
@@ -24,7 +26,7 @@ Listener = Callable[[UUID], Awaitable[None]]
 class ChangeEvents:
     def __init__(self, notices: ChangeNotices) -> None:
         self._notices = notices
-        self._listeners: dict[str, list[Listener]] = {_JOBS: [], _FILE: []}
+        self._listeners: dict[str, list[Listener]] = {_JOBS: [], _FILE: [], _EXECUTION: []}
         notices.subscribe(self._received)
 
     def on_jobs(self, listener: Listener) -> None:
@@ -34,6 +36,13 @@ class ChangeEvents:
     def on_file(self, listener: Listener) -> None:
         """Call `listener(connection_id)` when that file connection's content changed."""
         self._listeners[_FILE].append(listener)
+
+    def on_execution(self, listener: Listener) -> None:
+        """Call `listener(execution_id)` when that execution ended (completed or failed)."""
+        self._listeners[_EXECUTION].append(listener)
+
+    async def execution_ended(self, execution_id: UUID) -> None:
+        await self._publish(f"{_EXECUTION}:{execution_id}")
 
     async def jobs_arrived(self, agent_ids: Iterable[UUID]) -> None:
         """Once per agent, not per job: a batch of a hundred events for one agent is one notice."""

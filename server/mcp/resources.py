@@ -1,9 +1,10 @@
 """File connections as MCP resources, gated exactly like tools: the agent must allow `local_file`
-or `gcs`, and only its owner's connections exist for it; plus the agent's pending-jobs resource.
+or `gcs`, and only its owner's connections exist for it; plus the agent's pending-jobs resource
+and the executions it started (`tendril://executions/{id}`, server/mcp/workflow_tools.py).
 
 URIs: `tendril://files/{connection}` (an uploaded file) and `tendril://gcs/{connection}/{+path}`
 (an object under a GCS connection's folder); both take `?offset=&limit=` for a chunk of lines.
-Re-uploads and new jobs notify `resources/subscribe` sessions (2025-11-25) and
+Re-uploads, new jobs and executions that end notify `resources/subscribe` sessions (2025-11-25) and
 `subscriptions/listen` streams (2026-07-28); app.py wires `notify_*` to the change events, which
 reach every replica.
 """
@@ -32,6 +33,7 @@ from server.mcp import errors
 from server.mcp.caller import Caller, CallerResolver
 from server.mcp.errors import RESOURCE_NOT_FOUND
 from server.mcp.job_tools import JobTools, pending_uri
+from server.mcp.workflow_tools import EXECUTION_PREFIX, WorkflowTools, execution_uri
 from storage.repositories import ConnectionRecord
 
 logger = logging.getLogger(__name__)
@@ -102,9 +104,12 @@ async def _refusals_as_protocol_errors(work: Awaitable[_T]) -> _T:
 
 
 class ResourceHandlers:
-    def __init__(self, files: FileService, jobs: JobTools, resolve_caller: CallerResolver) -> None:
+    def __init__(
+        self, files: FileService, jobs: JobTools, resolve_caller: CallerResolver, workflows: WorkflowTools
+    ) -> None:
         self._files = files
         self._jobs = jobs
+        self._workflows = workflows
         self._resolve_caller = resolve_caller
         self.bus = InMemorySubscriptionBus()
         self._listen = ListenHandler(self.bus)
@@ -184,7 +189,7 @@ class ResourceHandlers:
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
         caller = await self._resolve_caller(ctx)
-        templates = []
+        templates = [self._workflows.template()] if await self._workflows.listed(caller) else []
         if caller.allows(LOCAL_FILE):
             templates.append(
                 types.ResourceTemplate(
@@ -212,6 +217,8 @@ class ResourceHandlers:
         uri = str(params.uri)
         if uri.startswith("tendril://jobs/"):
             return await self._jobs.read(await self._own_jobs(ctx, uri))
+        if uri.startswith(EXECUTION_PREFIX):
+            return await self._workflows.read(await self._resolve_caller(ctx), uri)
         target, record = await self._target(ctx, uri)
         if target.slug == LOCAL_FILE:
             read = self._files.read_local(record, offset=target.offset, limit=target.limit)
@@ -229,6 +236,10 @@ class ResourceHandlers:
             await self._own_jobs(ctx, uri)
             self._subscribers.setdefault(uri, set()).add(ctx.session)
             return types.EmptyResult()
+        if uri.startswith(EXECUTION_PREFIX):
+            await self._workflows.readable(await self._resolve_caller(ctx), uri)
+            self._subscribers.setdefault(uri, set()).add(ctx.session)
+            return types.EmptyResult()
         target, _record = await self._target(ctx, uri)
         self._subscribers.setdefault(target.base, set()).add(ctx.session)
         return types.EmptyResult()
@@ -238,6 +249,8 @@ class ResourceHandlers:
         try:
             if uri.startswith("tendril://jobs/"):
                 await self._own_jobs(ctx, uri)
+            elif uri.startswith(EXECUTION_PREFIX):
+                await self._workflows.readable(await self._resolve_caller(ctx), uri)
             else:
                 await self._target(ctx, uri)
         except MCPError:
@@ -277,6 +290,11 @@ class ResourceHandlers:
 
     async def notify_file(self, connection_id: UUID) -> None:
         await self._notify(file_uri(connection_id))
+
+    async def notify_execution(self, execution_id: UUID) -> None:
+        uri = execution_uri(execution_id)
+        await self._notify(uri)
+        self._subscribers.pop(uri, None)  # it ended: nothing more will change
 
     async def _notify(self, uri: str) -> None:
         for session in list(self._subscribers.get(uri, ())):

@@ -20,6 +20,7 @@ from server.mcp.connect_flow import BACKGROUND, WAIT_TOOL, ConnectFlow
 from server.mcp.job_tools import JobTools
 from server.mcp.resources import ResourceHandlers
 from server.mcp.tools import ToolHandlers
+from server.mcp.workflow_tools import WorkflowTools
 
 INSTRUCTIONS = (
     "Tendril gives you tools that act on the user's connected accounts (Slack, Telegram, ...). "
@@ -60,6 +61,7 @@ async def _set_logging_level(
 
 def build_mcp_server(core: Core, resolve_caller: CallerResolver) -> McpServer:
     jobs = JobTools(core.jobs)
+    workflows = WorkflowTools(core.workflows, core.executions)
     connect_flow = ConnectFlow(core.connections, core.catalog, core.waiters, core.links)
     tools = ToolHandlers(
         core.catalog,
@@ -70,8 +72,9 @@ def build_mcp_server(core: Core, resolve_caller: CallerResolver) -> McpServer:
         core.rate_limits,
         core.metrics,
         core.audit,
+        workflows,
     )
-    resources = ResourceHandlers(core.files, jobs, resolve_caller)
+    resources = ResourceHandlers(core.files, jobs, resolve_caller, workflows)
 
     async def complete(
         ctx: ServerRequestContext[Any], params: types.CompleteRequestParams

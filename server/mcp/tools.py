@@ -1,5 +1,5 @@
 """tools/list and tools/call: each agent sees its allowed connectors' actions as tools, plus the
-connect-flow and job tools it can use, and calls them on its owner's connections."""
+connect-flow, job and workflow tools it can use, and calls them on its owner's connections."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ from server.mcp import definitions, errors
 from server.mcp.caller import Caller, CallerResolver
 from server.mcp.connect_flow import WAIT_TOOL, WAIT_TOOL_DEFINITION, ConnectFlow, not_connected_result
 from server.mcp.job_tools import JOB_TOOLS, JobTools
+from server.mcp.workflow_tools import WORKFLOW_TOOLS, WorkflowTools
 from storage.repositories import ConnectionRecord
 
 CONNECTION_ARGUMENT = "connection"
-TENDRIL_TOOLS = frozenset({WAIT_TOOL, *JOB_TOOLS})
+TENDRIL_TOOLS = frozenset({WAIT_TOOL, *JOB_TOOLS, *WORKFLOW_TOOLS})
 
 
 def outcome_of(result: types.CallToolResult | types.InputRequiredResult) -> str:
@@ -71,7 +72,9 @@ class ToolHandlers:
         rate_limits: RateLimits,
         metrics: Metrics,
         audit: Audit,
+        workflows: WorkflowTools,
     ) -> None:
+        self._workflows = workflows
         self._rate_limits = rate_limits
         self._audit = audit
         self._metrics = metrics
@@ -98,6 +101,7 @@ class ToolHandlers:
         if connectors:
             tools.append(WAIT_TOOL_DEFINITION)
         tools += self._jobs.definitions(caller)
+        tools += await self._workflows.definitions(caller)
         return types.ListToolsResult(tools=tools)
 
     async def call_tool(
@@ -150,6 +154,9 @@ class ToolHandlers:
         if self._jobs.offers(caller, params.name):
             done = await self._jobs.call(caller, params.name, dict(params.arguments or {}))
             return self._audited(caller, params.name, started, done)
+        if self._workflows.offers(caller, params.name):
+            ran = await self._workflows.call(caller, params.name, dict(params.arguments or {}))
+            return self._audited(caller, params.name, started, ran)
         action = self._catalog.find_tool(params.name)
         if action is None or not caller.allows(action.connector_slug):
             self._record(caller, params.name[:128], started, "unknown_tool")

@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import anyio
 import httpx
@@ -20,6 +21,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from server.app import build_mcp
 from server.mcp.caller import caller_from_http
+from server.mcp.workflow_tools import GET_TOOL, LIST_TOOL, RUN_TOOL, execution_uri
 from server.settings import Settings
 from tests.conftest import TELEGRAM_TOKEN, Fakes, LiveTendril, serving
 from tests.support.core import prepared_core
@@ -87,6 +89,25 @@ async def world(live: LiveTendril, fakes: Fakes) -> McpWorld:
         )
         assert (await http.post(receiver, content=delivery.body, headers=delivery.headers)).status_code == 200
         [job] = (await http.get("/api/v1/jobs")).json()["jobs"]
+        # A public workflow of Alice's that only her telegram agent may run, and an execution it started.
+        step = {
+            "connectionId": connection,
+            "action": "send_message",
+            "parameters": {"chat_id": 1, "text": "hi"},
+        }
+        workflow = (
+            await http.post(
+                "/api/v1/workflows",
+                json={
+                    "name": f"{SENTINEL} workflow",
+                    "definition": {"steps": [{"name": "notify", "type": "action", "config": step}]},
+                    "isPublic": True,
+                },
+            )
+        ).json()
+    async with mcp_client(live.url, agent["apiKey"]) as alices:
+        started = (await alices.call_tool(RUN_TOOL, {"workflow_id": workflow["id"]})).structured_content
+        assert started is not None, "Alice's agent could not run her workflow"
     async with prepared_core(live.settings) as core:
         bob = await core.identity.create_owner("bob-mcp")
         made_agent = await core.identity.create_agent(
@@ -97,6 +118,8 @@ async def world(live: LiveTendril, fakes: Fakes) -> McpWorld:
         "file": file["connection_id"],
         "agent": agent["agent"]["id"],
         "job": job["id"],
+        "workflow": workflow["id"],
+        "execution": started["executionId"],
     }
     return McpWorld(live, live.admin.api_key, made_agent.plaintext_key, narrow["apiKey"], ids)
 
@@ -124,6 +147,10 @@ def _file(world: McpWorld) -> str:
     return f"tendril://files/{world.ids['file']}"
 
 
+def _execution(world: McpWorld) -> str:
+    return execution_uri(UUID(world.ids["execution"]))
+
+
 def _jobs(world: McpWorld) -> str:
     return f"tendril://jobs/{world.ids['agent']}/pending"
 
@@ -145,11 +172,14 @@ async def call_tool(mcp: Client, world: McpWorld, key: str) -> list[str]:
         mcp.call_tool("tendril_claim_jobs", {"limit": 50}),
         mcp.call_tool("tendril_complete_job", {"job_id": world.ids["job"]}),
         mcp.call_tool("tendril_fail_job", {"job_id": world.ids["job"], "error": "x", "retry": False}),
+        mcp.call_tool(LIST_TOOL, {}),
+        mcp.call_tool(RUN_TOOL, {"workflow_id": world.ids["workflow"], "input": {"by": "intruder"}}),
+        mcp.call_tool(GET_TOOL, {"execution_id": world.ids["execution"]}),
     ]
     texts = await _texts(*calls)
     assert not any('"status":"running"' in t or '"status":"dead"' in t for t in texts), texts
     # An id the caller sent may be echoed back ("job X is not one you hold"); nothing else of Alice's.
-    given = (world.ids["job"], world.ids["connection"])
+    given = (world.ids["job"], world.ids["connection"], world.ids["workflow"], world.ids["execution"])
     return [_without(text, given) for text in texts]
 
 
@@ -168,7 +198,7 @@ async def list_templates(mcp: Client, world: McpWorld, key: str) -> list[str]:
 
 
 async def read_resource(mcp: Client, world: McpWorld, key: str) -> list[str]:
-    for uri in (_file(world), _jobs(world)):
+    for uri in (_file(world), _jobs(world), _execution(world)):
         with pytest.raises(MCPError, match="unknown resource"):
             await mcp.read_resource(uri)
     return []
@@ -177,7 +207,7 @@ async def read_resource(mcp: Client, world: McpWorld, key: str) -> list[str]:
 async def subscribe(mcp: Client, world: McpWorld, key: str) -> list[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MCPDeprecationWarning)
-        for uri in (_file(world), _jobs(world)):
+        for uri in (_file(world), _jobs(world), _execution(world)):
             with pytest.raises(MCPError, match="unknown resource"):
                 await mcp.subscribe_resource(uri)
     return []
@@ -268,3 +298,6 @@ async def test_every_mcp_method_keeps_alice_s_things_from_another_owner_and_a_na
         connection = (await http.get(f"/api/v1/connections/{world.ids['connection']}")).json()
     assert (job["status"], job["attempts"]) == ("queued", 0)  # nobody claimed, completed or failed it
     assert connection["status"] == "active"
+    async with httpx.AsyncClient(base_url=world.live.url, headers={"X-Api-Key": world.alice_key}) as http:
+        executions = (await http.get("/api/v1/executions")).json()["executions"]
+    assert [e["id"] for e in executions] == [world.ids["execution"]]  # nobody ran her workflow
