@@ -320,3 +320,27 @@ async def test_triggers_are_checked_and_scoped_to_their_owner(tendril: Tendril) 
         assert (await http.delete(one)).status_code == 200
         assert (await http.get(one)).status_code == 404
         assert await DBOS.get_schedule_async(trigger["id"]) is None
+
+
+@pytest.mark.timeout(90)
+async def test_two_replicas_start_one_execution_per_tick(settings: Settings) -> None:
+    """Two in-process replicas on one database (they share the process's DBOS; separate processes
+    each run DBOS's scheduler, which derives the same workflow id per tick): the second's start
+    leaves the schedule as it is, and each tick starts one execution, whichever replica runs it."""
+    async with running_tendril(settings) as first:
+        alice = await first.new_owner()
+        async with owner_http(first, alice) as http:
+            workflow = await make_workflow(http)
+            made = await http.post(
+                f"/api/v1/workflows/{workflow}/triggers",
+                json={"kind": "schedule", "cron": "* * * * * *", "input": {"action": "opened"}},
+            )
+            assert made.status_code == 201, made.text
+        before = await DBOS.get_schedule_async(made.json()["id"])
+        async with running_tendril(settings) as second:
+            after = await DBOS.get_schedule_async(made.json()["id"])
+            assert before is not None and after is not None
+            assert after["schedule_id"] == before["schedule_id"]  # not made again by the second start
+            found = await until_executions(second, alice, workflow, 3)
+            ticks = [e.idempotency_key for e in found]
+            assert len(ticks) == len(set(ticks))
