@@ -190,11 +190,12 @@ class WorkflowEngine:
             stopping, _stopping = _stopping, None
             stopping.set()
 
-    async def start(self, execution_id: UUID, spec: Mapping[str, Any]) -> None:
+    async def start(self, execution_id: UUID, spec: Mapping[str, Any], *, fresh: bool = False) -> None:
         """Start the execution (a DBOS workflow whose id is the execution's). Starting an id DBOS
-        already knows starts nothing."""
+        already knows starts nothing. `fresh` says the id was made just now (its row just added),
+        so DBOS cannot know it and its status is not read first."""
         await self.ensure_running()
-        if await DBOS.get_workflow_status_async(str(execution_id)) is not None:
+        if not fresh and await DBOS.get_workflow_status_async(str(execution_id)) is not None:
             return
         with SetWorkflowID(str(execution_id)):
             await DBOS.start_workflow_async(_execution, dict(spec))
@@ -281,8 +282,15 @@ async def _execution(spec: dict[str, Any]) -> dict[str, Any]:
         execution_id = str(DBOS.workflow_id)
         runner = launched.runner
         with acting_as(actor_of(spec)):
-            await runner.started(UUID(execution_id))
-            result = await _run_steps(runner, execution_id, spec)
+            # Marked running while the first step runs, not before it: the update is off the path
+            # of the execution (it only moves a pending row, so it cannot undo the finishing step's).
+            started = asyncio.ensure_future(runner.started(UUID(execution_id)))
+            try:
+                result = await _run_steps(runner, execution_id, spec)
+                await started
+            finally:
+                if not started.done():
+                    started.cancel()
             await _named_step(FINISHED_STEP, runner.finished, UUID(execution_id), spec, result)
         return result
     finally:
