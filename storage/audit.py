@@ -51,9 +51,10 @@ def event_id(at: datetime) -> UUID:
 
 
 def _first_id_from(at: datetime) -> UUID:
-    """The smallest id an event at or after `at` can have (its millisecond rounded up)."""
+    """The smallest id an event at or after `at` can have (its millisecond rounded up). A time
+    before 1970 or past what 48 bits of milliseconds hold (year 10889) is the first or last id."""
     millis, rest = divmod(at - _EPOCH, _MILLISECOND)
-    return UUID(int=(millis + (1 if rest else 0)) << 80)
+    return UUID(int=min(max(millis + (1 if rest else 0), 0), (1 << 48) - 1) << 80)
 
 
 @dataclass(frozen=True, slots=True)
