@@ -8,7 +8,7 @@ read backwards, and the cursor is the last id shown.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,31 +70,12 @@ class ExecutionStore:
         self.engine = engine
         self._clock = clock
 
-    async def add(
-        self, record: ExecutionRecord, check: Callable[[dict[str, Any]], None] | None = None
-    ) -> tuple[ExecutionRecord, bool, dict[str, Any] | None]:
-        """Read the workflow's definition (not deleted) and, if `check` accepts it (it raises
-        otherwise), insert the execution, on one connection; with an idempotency key already used
-        for this owner and workflow, the execution it started instead. The flag says whether this
-        call added the row; the definition is None (and nothing added) if the workflow is gone."""
-        table, workflows = schema.workflow_executions, schema.workflows
-        definition: dict[str, Any] | None = None
+    async def add(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
+        """Insert the execution; with an idempotency key already used for this owner and workflow,
+        the execution it started instead. The flag says whether this call added the row."""
+        table = schema.workflow_executions
         try:
             async with self.engine.begin() as conn:
-                row = (
-                    await conn.execute(
-                        sa.select(workflows.c.definition).where(
-                            workflows.c.owner_id == record.owner_id,
-                            workflows.c.id == record.workflow_id,
-                            workflows.c.deleted_at.is_(None),
-                        )
-                    )
-                ).first()
-                if row is None:
-                    return record, False, None
-                definition = dict(row[0])
-                if check is not None:
-                    check(definition)
                 await conn.execute(
                     table.insert().values(
                         id=record.id,
@@ -108,7 +89,7 @@ class ExecutionStore:
                         created_at=record.created_at,
                     )
                 )
-            return record, True, definition
+            return record, True
         except IntegrityError:
             if record.idempotency_key is None:
                 raise  # the workflow or the owner is gone
@@ -124,7 +105,7 @@ class ExecutionStore:
             ).first()
         if row is None:
             raise LookupError("the workflow or its owner is gone")
-        return _record(row), False, definition
+        return _record(row), False
 
     async def get(self, owner_id: UUID, execution_id: UUID) -> ExecutionRecord | None:
         table = schema.workflow_executions
@@ -187,3 +168,18 @@ class ExecutionStore:
                 )
             ).first()
         return row is not None
+
+    async def definition(self, owner_id: UUID, workflow_id: UUID) -> dict[str, Any] | None:
+        """The definition of one of the owner's workflows (not deleted), as stored."""
+        table = schema.workflows
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(table.c.definition).where(
+                        table.c.owner_id == owner_id,
+                        table.c.id == workflow_id,
+                        table.c.deleted_at.is_(None),
+                    )
+                )
+            ).first()
+        return dict(row[0]) if row else None

@@ -184,6 +184,12 @@ class Executions:
             raise Invalid(
                 f"an idempotency key is 1 to {IDEMPOTENCY_KEY_MAX} characters", field="Idempotency-Key"
             )
+        definition = await self._store.definition(owner_id, workflow_id)
+        if definition is None:
+            raise NotFound("workflow not found")
+        steps = definition.get("steps")
+        if not isinstance(steps, list):
+            raise Invalid("the workflow's definition has no steps")
         record = ExecutionRecord(
             id=time_ordered_id(),
             owner_id=owner_id,
@@ -196,13 +202,9 @@ class Executions:
             idempotency_key=idempotency_key,
         )
         try:
-            # The definition is read on the connection that adds the row (one round of checkout).
-            record, added, definition = await self._store.add(record, check=_has_steps)
+            record, added = await self._store.add(record)
         except LookupError:
             raise NotFound("workflow not found") from None
-        if definition is None:
-            raise NotFound("workflow not found")
-        steps: list[Any] = definition["steps"]
         if added or record.status == Status.PENDING:
             # A repeated key whose first start was cut short starts it now (DBOS ignores an id it knows).
             actor = current_actor()
@@ -313,11 +315,6 @@ class Executions:
                 await listener(finished)
             except Exception:
                 logger.exception("an on_finished listener failed for execution %s", execution_id)
-
-
-def _has_steps(definition: Mapping[str, Any]) -> None:
-    if not isinstance(definition.get("steps"), list):
-        raise Invalid("the workflow's definition has no steps")
 
 
 def _step_views(
