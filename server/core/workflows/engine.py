@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -154,6 +155,11 @@ class WorkflowEngine:
         while _stopping is not None:
             await _stopping.wait()
         if _launched is None:
+            # DBOS's migrations first, off the loop: launching runs them on the loop, and on
+            # PostgreSQL one (CREATE INDEX CONCURRENTLY) waits for every open transaction, which
+            # a request of ours on this very loop could then never finish.
+            await anyio.to_thread.run_sync(_migrate, self.database)
+        if _launched is None:  # still: nobody launched it while this Core waited
             _launched = _launch(self.database)
         elif _launched.database != self.database:
             raise Unavailable(
@@ -219,6 +225,15 @@ class WorkflowEngine:
         await self.ensure_running()
         handle = await DBOS.retrieve_workflow_async(str(execution_id))
         return await handle.get_result()
+
+
+_migrating = threading.Lock()
+
+
+def _migrate(database: SystemDatabase) -> None:
+    """Create or bring DBOS's system tables up to date (quick when they are); one at a time."""
+    with _migrating:
+        DBOS.migrate(database.url, schema=database.schema or SYSTEM_SCHEMA)
 
 
 def _launch(database: SystemDatabase) -> _Launched:
