@@ -25,8 +25,6 @@ retention period (TENDRIL_AUDIT_RETENTION_DAYS) are deleted every PRUNE_INTERVAL
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -42,6 +40,7 @@ import anyio
 from connectors.errors import ConnectorError
 from server.core import errors
 from server.core.group_commit import GroupCommit
+from server.core.paging import cursor_of, id_after
 from server.core.throttle import Throttled
 from storage.audit import AuditEvent, AuditQuery, AuditStore, event_id, to_millisecond
 
@@ -158,20 +157,6 @@ def family_or_kind(value: str) -> tuple[Kind, ...] | None:
     if value in FAMILIES:
         return FAMILIES[value]
     return next(((kind,) for kind in KINDS if kind == value), None)
-
-
-def _cursor(event: AuditEvent) -> str:
-    return base64.urlsafe_b64encode(event.id.bytes).decode().rstrip("=")
-
-
-def _after_cursor(cursor: str) -> UUID:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        if len(raw) != 16:
-            raise ValueError("not an event id")
-        return UUID(bytes=raw)
-    except (ValueError, binascii.Error):
-        raise errors.Invalid("malformed cursor: pass back the nextCursor of a page", field="cursor") from None
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -321,7 +306,7 @@ class Audit:
             limit + 1,  # one more than shown: whether there is a next page
             since=_utc(since),
             until=_utc(until),
-            before=_after_cursor(cursor) if cursor else None,
+            before=id_after(cursor) if cursor else None,
             agent_id=agent_id,
             connection_id=connection_id,
             kinds=kinds,
@@ -329,7 +314,7 @@ class Audit:
         await self.flush()
         events = await self._store.page(query)
         shown = events[:limit]
-        return AuditPage(shown, _cursor(shown[-1]) if len(events) > limit else None)
+        return AuditPage(shown, cursor_of(shown[-1].id) if len(events) > limit else None)
 
     # -- background work -----------------------------------------------------------------------------
     async def flush(self) -> None:

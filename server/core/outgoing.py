@@ -13,8 +13,6 @@ Either way it is then `dead`, and can be sent again with redeliver.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import logging
 import re
@@ -33,6 +31,7 @@ from auth.credentials import CredentialVault
 from connectors import AllowList, BlockedDestination, vetted_addresses
 from server.core import outbound
 from server.core.errors import Invalid, NotFound, did_you_mean
+from server.core.paging import cursor_of, id_after
 from storage.jobs import JobRecord
 from storage.outgoing import (
     DeliveryStatus,
@@ -171,20 +170,6 @@ def _clean_retry(policy: RetryPolicy) -> RetryPolicy:
     return policy
 
 
-def _cursor(delivery: OutgoingDeliveryRecord) -> str:
-    return base64.urlsafe_b64encode(delivery.id.bytes).decode().rstrip("=")
-
-
-def _after_cursor(cursor: str) -> UUID:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        if len(raw) != 16:
-            raise ValueError("not a delivery id")
-        return UUID(bytes=raw)
-    except (ValueError, binascii.Error):
-        raise Invalid("malformed cursor: pass back the nextCursor of a page", field="cursor") from None
-
-
 def _delivery_key(dedupe_key: str, webhook_id: UUID) -> str:
     """Unique per event and webhook, within the column's 255 characters."""
     key = f"{dedupe_key}:{webhook_id}"
@@ -308,11 +293,11 @@ class OutgoingWebhooks:
             owner_id,
             webhook_id,
             limit=limit + 1,
-            before=_after_cursor(cursor) if cursor else None,
+            before=id_after(cursor) if cursor else None,
             status=status,
         )
         shown = found[:limit]
-        return DeliveryPage(shown, _cursor(shown[-1]) if len(found) > limit else None)
+        return DeliveryPage(shown, cursor_of(shown[-1].id) if len(found) > limit else None)
 
     async def redeliver(self, owner_id: UUID, webhook_id: UUID, delivery_id: UUID) -> OutgoingDeliveryRecord:
         """The same body again, as a new delivery (its own id and attempts), due now."""

@@ -7,8 +7,6 @@ DBOS keeps its input, each step's output or error and timings (engine.py runs it
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from uuid import UUID
 from server.core.audit import current_actor
 from server.core.errors import Invalid, NotFound
 from server.core.identity import AgentPrincipal
+from server.core.paging import cursor_of, id_after
 from server.core.workflows.engine import StepFailed, SystemDatabase, WorkflowEngine
 from server.core.workflows.steps import Steps
 from storage.executions import ExecutionRecord, ExecutionStatus, ExecutionStore
@@ -101,20 +100,6 @@ def _view(record: ExecutionRecord, **more: Any) -> ExecutionView:
         "idempotency_key": record.idempotency_key,
     }
     return ExecutionView(**{**fields, **more})
-
-
-def _cursor(execution_id: UUID) -> str:
-    return base64.urlsafe_b64encode(execution_id.bytes).decode().rstrip("=")
-
-
-def _after_cursor(cursor: str) -> UUID:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        if len(raw) != 16:
-            raise ValueError("not an execution id")
-        return UUID(bytes=raw)
-    except (ValueError, binascii.Error):
-        raise Invalid("malformed cursor: pass back the nextCursor of a page", field="cursor") from None
 
 
 def _time(epoch_ms: int | None) -> datetime | None:
@@ -267,11 +252,11 @@ class Executions:
             limit=limit + 1,
             workflow_id=workflow_id,
             status=status,
-            before=_after_cursor(cursor) if cursor else None,
+            before=id_after(cursor) if cursor else None,
         )
         shown = records[:limit]
         return ExecutionPage(
-            [_view(r) for r in shown], _cursor(shown[-1].id) if len(records) > limit else None
+            [_view(r) for r in shown], cursor_of(shown[-1].id) if len(records) > limit else None
         )
 
     async def cancel(self, owner_id: UUID, execution_id: UUID) -> ExecutionView:

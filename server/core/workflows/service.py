@@ -11,8 +11,6 @@ step counts as its connection's connector). Private workflows are run over REST 
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +21,7 @@ from server.core.audit import Audit
 from server.core.connections import Connections
 from server.core.errors import Invalid, NotFound
 from server.core.identity import AgentPrincipal
+from server.core.paging import cursor_of, id_after
 from server.core.workflows.definition import Definition, connection_ids, connectors_used, parse_definition
 from storage.workflows import WorkflowRecord, WorkflowStore
 
@@ -63,10 +62,14 @@ class Workflows:
         """A page of the owner's workflows, newest first, after the page whose next_cursor is `cursor`."""
         if not 1 <= limit <= PAGE_MAX:
             raise Invalid(f"limit must be between 1 and {PAGE_MAX}", field="limit")
-        before = _after_cursor(cursor) if cursor else None
+        before = (
+            id_after(cursor, "malformed cursor: pass back the cursor of the next page's link")
+            if cursor
+            else None
+        )
         found = await self._store.page(owner_id, limit=limit + 1, before=before)
         shown = found[:limit]
-        return WorkflowPage(shown, _cursor(shown[-1].id) if len(found) > limit else None)
+        return WorkflowPage(shown, cursor_of(shown[-1].id) if len(found) > limit else None)
 
     async def runnable_by(self, agent: AgentPrincipal) -> list[WorkflowRecord]:
         """The workflows the agent may list and run: its owner's public ones using only connectors
@@ -184,19 +187,3 @@ def _checked_description(value: str | None) -> str | None:
             f"description must be a string of at most {DESCRIPTION_MAX} characters", field="description"
         )
     return value
-
-
-def _cursor(workflow_id: UUID) -> str:
-    return base64.urlsafe_b64encode(workflow_id.bytes).decode().rstrip("=")
-
-
-def _after_cursor(cursor: str) -> UUID:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        if len(raw) != 16:
-            raise ValueError("not a workflow id")
-        return UUID(bytes=raw)
-    except (ValueError, binascii.Error):
-        raise Invalid(
-            "malformed cursor: pass back the cursor of the next page's link", field="cursor"
-        ) from None
