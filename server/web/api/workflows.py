@@ -54,7 +54,7 @@ DEFINITION_SCHEMA: dict[str, Any] = {
 }
 DefinitionJson = Annotated[dict[str, JsonValue], WithJsonSchema(DEFINITION_SCHEMA)]
 
-_SEED_DEFINITION = {
+_EXAMPLE_DEFINITION = {
     "steps": [
         {
             "name": "step1",
@@ -110,7 +110,7 @@ class NewWorkflow(ApiRequest):
         {
             "name": "New Workflow",
             "description": "Optional description",
-            "definition": _SEED_DEFINITION,
+            "definition": _EXAMPLE_DEFINITION,
             "isPublic": False,
         }
     )
@@ -127,7 +127,7 @@ class NewWorkflow(ApiRequest):
 
 
 class WorkflowChanges(ApiRequest, extra="forbid"):
-    model_config = examples({"isPublic": True}, {"name": "Renamed", "definition": _SEED_DEFINITION})
+    model_config = examples({"isPublic": True}, {"name": "Renamed", "definition": _EXAMPLE_DEFINITION})
     name: str | None = Field(None, description="A new name.")
     description: str | None = Field(None, description="A new description.")
     is_public: bool | None = Field(None, description="Offer it to agents, or stop.")
