@@ -9,6 +9,9 @@ BIN := $(VENV)/bin
 # What is installed in the venv: the runtime (make run), or the runtime and the dev extras (make test).
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
+# Tests run in two processes (pytest-xdist), each with its own PostgreSQL cluster and fakes: most
+# tests wait on sockets and subprocesses, so two share the two cores well.
+TEST_WORKERS ?= 2
 
 .PHONY: help run test venv
 
@@ -29,7 +32,7 @@ test: $(DEV_STAMP) ## the whole suite as CI runs it: lint, type checks, tests on
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pyright
-	$(BIN)/pytest || { rc=$$?; [[ $$rc -ne 5 ]] || echo "make test: pytest collected no tests" >&2; exit $$rc; }
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal || { rc=$$?; [[ $$rc -ne 5 ]] || echo "make test: pytest collected no tests" >&2; exit $$rc; }
 
 venv: $(DEV_STAMP) ## create .venv with Tendril and the development tools (pytest, ruff, pyright)
 

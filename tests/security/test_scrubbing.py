@@ -140,9 +140,11 @@ def test_a_process_that_opened_thousands_of_secrets_masks_each_and_the_longest_w
 
 
 async def test_at_debug_neither_tool_results_nor_job_payloads_reach_the_log(
-    settings: Settings, fakes: Fakes, tmp_path: Path
+    settings: Settings, empty_database_url: str, fakes: Fakes, tmp_path: Path
 ) -> None:
-    """`tendril serve` at TENDRIL_LOG_LEVEL=DEBUG: a tool call and a claimed job, then its log."""
+    """`tendril serve` at TENDRIL_LOG_LEVEL=DEBUG on a new database (its migrations logged too): a
+    tool call and a claimed job, then its log."""
+    settings = settings.model_copy(update={"database_url": empty_database_url})
     marker_text, marker_payload = "Canary-Result-Text-7f1", "Canary-Job-Payload-2c9"
     env = {"TENDRIL_LOG_LEVEL": "DEBUG", "TENDRIL_WEBHOOK_ALLOW_INSECURE_URLS": "true"}
     with tendril_serve(settings, tmp_path, **env) as served:

@@ -22,8 +22,8 @@ def _differences(connection: Connection) -> list[object]:
     return list(compare_metadata(context, metadata))
 
 
-async def test_migrations_match_the_declared_schema(database_url: str) -> None:
-    engine = db.create_engine(database_url)
+async def test_migrations_match_the_declared_schema(empty_database_url: str) -> None:
+    engine = db.create_engine(empty_database_url)
     try:
         await db.upgrade(engine)
         await db.upgrade(engine)  # idempotent: a second start changes nothing
