@@ -16,7 +16,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage import schema
 from storage.repositories import Clock
@@ -70,12 +70,17 @@ class ExecutionStore:
         self.engine = engine
         self._clock = clock
 
-    async def add(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
-        """Insert the execution; with an idempotency key already used for this owner and workflow,
-        the execution it started instead. The flag says whether this call added the row."""
+    async def add(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool, dict[str, Any]]:
+        """Insert the execution and read its workflow's definition, in one transaction; with an
+        idempotency key already used for this owner and workflow, the execution it started
+        instead. The flag says whether this call added the row. LookupError: the owner has no
+        such workflow (or it was deleted)."""
         table = schema.workflow_executions
         try:
             async with self.engine.begin() as conn:
+                definition = await self._definition(conn, record.owner_id, record.workflow_id)
+                if definition is None:
+                    raise LookupError("no such workflow")
                 await conn.execute(
                     table.insert().values(
                         id=record.id,
@@ -89,10 +94,10 @@ class ExecutionStore:
                         created_at=record.created_at,
                     )
                 )
-            return record, True
+            return record, True, definition
         except IntegrityError:
             if record.idempotency_key is None:
-                raise  # the workflow or the owner is gone
+                raise LookupError("the workflow or its owner is gone") from None
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -103,9 +108,10 @@ class ExecutionStore:
                     )
                 )
             ).first()
-        if row is None:
+            definition = await self._definition(conn, record.owner_id, record.workflow_id)
+        if row is None or definition is None:
             raise LookupError("the workflow or its owner is gone")
-        return _record(row), False
+        return _record(row), False, definition
 
     async def get(self, owner_id: UUID, execution_id: UUID) -> ExecutionRecord | None:
         table = schema.workflow_executions
@@ -169,17 +175,17 @@ class ExecutionStore:
             ).first()
         return row is not None
 
-    async def definition(self, owner_id: UUID, workflow_id: UUID) -> dict[str, Any] | None:
+    @staticmethod
+    async def _definition(conn: AsyncConnection, owner_id: UUID, workflow_id: UUID) -> dict[str, Any] | None:
         """The definition of one of the owner's workflows (not deleted), as stored."""
         table = schema.workflows
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(table.c.definition).where(
-                        table.c.owner_id == owner_id,
-                        table.c.id == workflow_id,
-                        table.c.deleted_at.is_(None),
-                    )
+        row = (
+            await conn.execute(
+                sa.select(table.c.definition).where(
+                    table.c.owner_id == owner_id,
+                    table.c.id == workflow_id,
+                    table.c.deleted_at.is_(None),
                 )
-            ).first()
+            )
+        ).first()
         return dict(row[0]) if row else None

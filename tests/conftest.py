@@ -87,7 +87,9 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _create_database(cluster: PostgresCluster, *, name: str | None = None, template: str = "template1") -> str:
+def _create_database(
+    cluster: PostgresCluster, *, name: str | None = None, template: str = "template1"
+) -> str:
     name = name or f"t_{uuid.uuid4().hex[:16]}"
 
     async def create() -> None:

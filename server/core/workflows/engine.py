@@ -52,8 +52,9 @@ logger = logging.getLogger(__name__)
 # workflow's sequence of DBOS operations changes in a way old checkpoints cannot be replayed on.
 APPLICATION_VERSION = "tendril-executions-1"
 WORKFLOW_NAME = "tendril.execution"
-FINISHED_STEP = "tendril.finished"
 SYSTEM_SCHEMA = "dbos"
+# How long an execution runs before Tendril's copy of its status (what lists filter on) says running.
+RUNNING_MARK_SECONDS = 0.5
 # How often DBOS's listener polls SQLite for notifications (PostgreSQL is told at once); it also
 # bounds how long stopping DBOS takes (it waits for the listener's next round).
 SQLITE_POLL_SECONDS = 0.25
@@ -84,11 +85,13 @@ class StepRunner(Protocol):
         ...
 
     async def started(self, execution_id: UUID) -> None:
-        """The execution began running (or resumed after a crash)."""
+        """The execution has been running for RUNNING_MARK_SECONDS (or resumed after a crash)."""
         ...
 
     async def finished(self, execution_id: UUID, spec: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-        """The execution ended: `result` is {status, output, error}. Runs once, as a DBOS step."""
+        """The execution ended: `result` is {status, output, error}. Runs again if a crash comes
+        before DBOS records the end (the recovered execution replays its steps and ends again),
+        so what it does must be safe to repeat."""
         ...
 
 
@@ -287,8 +290,10 @@ async def _fail(error: StepFailed) -> Any:
 async def _execution(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the definition's steps in order. Each is a DBOS step named after the definition's step
     (a delay is DBOS's durable sleep followed by that step), so a recovered execution replays the
-    outputs recorded so far and runs from the first step without one. Then one last step
-    (FINISHED_STEP) records the outcome in Tendril and tells the on_finished listeners, once."""
+    outputs recorded so far and runs from the first step without one. Then the runner records the
+    outcome in Tendril and tells the on_finished listeners: not a DBOS step (that would cost two
+    more system-database round trips an execution), so a crash before DBOS records the end repeats
+    it, which is why everything it does is idempotent."""
     launched = _current()
     task = asyncio.current_task()
     if task is not None:
@@ -297,20 +302,35 @@ async def _execution(spec: dict[str, Any]) -> dict[str, Any]:
         execution_id = str(DBOS.workflow_id)
         runner = launched.runner
         with acting_as(actor_of(spec)):
-            # Marked running while the first step runs, not before it: the update is off the path
-            # of the execution (it only moves a pending row, so it cannot undo the finishing step's).
-            started = asyncio.ensure_future(runner.started(UUID(execution_id)))
+            # Tendril's copy of the status says running only once the execution has run for a
+            # moment: most finish sooner and go from pending to their end in one write. (Reading
+            # an execution asks DBOS, which knows it is running from the start.)
+            started = asyncio.get_running_loop().call_later(
+                RUNNING_MARK_SECONDS, _mark_running, runner, UUID(execution_id)
+            )
             try:
                 result = await _run_steps(runner, execution_id, spec)
-                await started
             finally:
-                if not started.done():
-                    started.cancel()
-            await _named_step(FINISHED_STEP, runner.finished, UUID(execution_id), spec, result)
+                started.cancel()
+            await runner.finished(UUID(execution_id), spec, result)
         return result
     finally:
         if task is not None:
             launched.tasks.discard(task)
+
+
+def _mark_running(runner: StepRunner, execution_id: UUID) -> None:
+    # A task of its own: the update moves only a pending row, so it can never undo the end's.
+    tasks = _current().tasks
+    task = asyncio.ensure_future(runner.started(execution_id))
+    tasks.add(task)
+
+    def done(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("could not mark execution %s running", execution_id, exc_info=task.exception())
+
+    task.add_done_callback(done)
 
 
 async def _run_steps(runner: StepRunner, execution_id: str, spec: Mapping[str, Any]) -> dict[str, Any]:

@@ -130,9 +130,10 @@ class Executions:
         self.engine = WorkflowEngine(database, runner=self)
 
     def on_finished(self, listener: FinishedListener) -> None:
-        """Call `listener` once for every execution that completes or fails (from inside the
-        execution, as a DBOS step: a crash after it does not repeat it). A cancelled execution
-        runs nothing more, so it is not announced."""
+        """Call `listener` when an execution completes or fails (from inside the execution, after
+        its last step). A crash before DBOS records the end calls it again when the execution is
+        recovered, so a listener must be idempotent (outgoing webhooks dedupe on the execution id).
+        A cancelled execution runs nothing more, so it is not announced."""
         self._listeners.finished.append(listener)
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -169,12 +170,6 @@ class Executions:
             raise Invalid(
                 f"an idempotency key is 1 to {IDEMPOTENCY_KEY_MAX} characters", field="Idempotency-Key"
             )
-        definition = await self._store.definition(owner_id, workflow_id)
-        if definition is None:
-            raise NotFound("workflow not found")
-        steps = definition.get("steps")
-        if not isinstance(steps, list):
-            raise Invalid("the workflow's definition has no steps")
         record = ExecutionRecord(
             id=time_ordered_id(),
             owner_id=owner_id,
@@ -187,9 +182,10 @@ class Executions:
             idempotency_key=idempotency_key,
         )
         try:
-            record, added = await self._store.add(record)
+            record, added, definition = await self._store.add(record)
         except LookupError:
             raise NotFound("workflow not found") from None
+        steps: list[Mapping[str, Any]] = definition.get("steps") or []  # checked when it was saved
         if added or record.status == Status.PENDING:
             # A repeated key whose first start was cut short starts it now (DBOS ignores an id it knows).
             actor = current_actor()
@@ -217,6 +213,8 @@ class Executions:
         error: dict[str, Any] | None = result.get("error")
         if state.status == "CANCELLED":
             status = Status.CANCELLED
+        elif state.status == "PENDING" and status == Status.PENDING:
+            status = Status.RUNNING  # DBOS runs it (Tendril's copy says so after a moment)
         elif state.status in ("ERROR", "MAX_RECOVERY_ATTEMPTS_EXCEEDED") and status in Status.UNFINISHED:
             status, error = (
                 Status.FAILED,
