@@ -20,6 +20,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.db import single_reads
+
 logger = logging.getLogger(__name__)
 
 CHANNEL = "tendril_changes"
@@ -42,10 +44,8 @@ class ChangeNotices:
 
     async def publish(self, topic: str) -> None:
         if self._shared:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    text("SELECT pg_notify(:channel, :topic)"), {"channel": CHANNEL, "topic": topic}
-                )
+            async with single_reads(self.engine).connect() as conn:  # autocommit: sent at once
+                await conn.execute(_NOTIFY, {"channel": CHANNEL, "topic": topic})
             if self._listening:
                 return
         await self._deliver(topic)  # this replica, when nothing LISTENs for it (SQLite, the CLI)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage import schema
+from storage.db import single_reads
 
 Clock = Callable[[], datetime]
 
@@ -146,6 +147,7 @@ class Store:
     def __init__(self, engine: AsyncEngine, clock: Clock = utcnow) -> None:
         self.engine = engine
         self.clock = clock
+        self._reads = single_reads(engine)
 
     # -- owners -----------------------------------------------------------------------------
     async def create_owner(self, name: str) -> Owner:
@@ -532,7 +534,7 @@ class Store:
 
     async def get_connection(self, owner_id: UUID, connection_id: UUID) -> ConnectionRecord | None:
         table = schema.connections
-        async with self.engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(table).where(
