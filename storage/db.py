@@ -56,10 +56,10 @@ def create_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def single_reads(engine: AsyncEngine) -> AsyncEngine:
-    """The engine for connections that run one SELECT: in autocommit, so on PostgreSQL a read is
-    its query alone, without a BEGIN and a ROLLBACK round trip around it (a quarter of a read's
-    cost). Not for several statements that must see one snapshot."""
+def single_statements(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for connections whose statements each stand alone (one read, one UPDATE): in
+    autocommit, so on PostgreSQL a statement is one round trip, not three (BEGIN, it, and COMMIT or
+    ROLLBACK). Never for statements that must commit together or see one snapshot."""
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage import schema
+from storage.db import single_statements
 from storage.repositories import Clock
 
 
@@ -69,15 +70,19 @@ class ExecutionStore:
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
         self.engine = engine
         self._clock = clock
+        self._single = single_statements(engine)
 
     async def add(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool, dict[str, Any]]:
-        """Insert the execution and read its workflow's definition, in one transaction; with an
+        """Read the workflow's definition and insert the execution, on one connection; with an
         idempotency key already used for this owner and workflow, the execution it started
         instead. The flag says whether this call added the row. LookupError: the owner has no
         such workflow (or it was deleted)."""
         table = schema.workflow_executions
         try:
-            async with self.engine.begin() as conn:
+            # Two statements on one connection, each its own transaction: a workflow deleted in
+            # between keeps its row (deletes are soft), and the new execution then runs the
+            # definition it was started with.
+            async with self._single.connect() as conn:
                 definition = await self._definition(conn, record.owner_id, record.workflow_id)
                 if definition is None:
                     raise LookupError("no such workflow")
@@ -156,7 +161,7 @@ class ExecutionStore:
         """Set the status if it is one of `only_from` (a finished execution stays finished)."""
         table = schema.workflow_executions
         values: Mapping[str, Any] = {"status": status, **({"finished_at": self._clock()} if finished else {})}
-        async with self.engine.begin() as conn:
+        async with self._single.connect() as conn:
             result = await conn.execute(
                 table.update()
                 .where(table.c.id == execution_id, table.c.status.in_(list(only_from)))

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.db import single_reads
+from storage.db import single_statements
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ChangeNotices:
 
     async def publish(self, topic: str) -> None:
         if self._shared:
-            async with single_reads(self.engine).connect() as conn:  # autocommit: sent at once
+            async with single_statements(self.engine).connect() as conn:  # autocommit: sent at once
                 await conn.execute(_NOTIFY, {"channel": CHANNEL, "topic": topic})
             if self._listening:
                 return

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage import schema
-from storage.db import single_reads
+from storage.db import single_statements
 from storage.repositories import utcnow
 from storage.schema import time_ordered_id
 
@@ -93,7 +93,7 @@ class OutgoingStore:
     def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.clock = clock
-        self._reads = single_reads(engine)
+        self._single = single_statements(engine)
 
     # -- webhooks ----------------------------------------------------------------------------------
     async def create(self, values: dict[str, Any]) -> OutgoingWebhookRecord:
@@ -126,7 +126,7 @@ class OutgoingStore:
     async def subscribed(self, owner_id: UUID) -> list[OutgoingWebhookRecord]:
         """The owner's active webhooks (their events are JSON: the caller picks the ones it wants)."""
         query = sa.select(hooks_t).where(*self._live(owner_id), hooks_t.c.active.is_(True))
-        async with self._reads.connect() as conn:
+        async with self._single.connect() as conn:
             return [_hook(row) for row in await conn.execute(query)]
 
     async def any_owner_hooks(self) -> bool:

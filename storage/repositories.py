@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage import schema
-from storage.db import single_reads
+from storage.db import single_statements
 
 Clock = Callable[[], datetime]
 
@@ -147,7 +147,7 @@ class Store:
     def __init__(self, engine: AsyncEngine, clock: Clock = utcnow) -> None:
         self.engine = engine
         self.clock = clock
-        self._reads = single_reads(engine)
+        self._single = single_statements(engine)
 
     # -- owners -----------------------------------------------------------------------------
     async def create_owner(self, name: str) -> Owner:
@@ -534,7 +534,7 @@ class Store:
 
     async def get_connection(self, owner_id: UUID, connection_id: UUID) -> ConnectionRecord | None:
         table = schema.connections
-        async with self._reads.connect() as conn:
+        async with self._single.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(table).where(
