@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 
 logger = logging.getLogger(__name__)
@@ -56,11 +57,21 @@ def create_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def single_statements(engine: AsyncEngine) -> AsyncEngine:
-    """The engine for connections whose statements each stand alone (one read, one UPDATE): in
-    autocommit, so on PostgreSQL a statement is one round trip, not three (BEGIN, it, and COMMIT or
-    ROLLBACK). Never for statements that must commit together or see one snapshot."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+class SingleStatements:
+    """Connections whose statements each stand alone (one read, one UPDATE), committed as they run.
+
+    On PostgreSQL they are in autocommit: a statement is one round trip, not three (BEGIN, it, and
+    COMMIT or ROLLBACK). On SQLite, autocommit would cost two more trips to aiosqlite's thread per
+    connection (setting and resetting the mode) while its driver issues no BEGIN for a read anyway,
+    so there it is an ordinary transaction. Never for statements that must commit together or see
+    one snapshot."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._autocommit = engine.dialect.name == "postgresql"
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT") if self._autocommit else engine
+
+    def connect(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self._engine.connect() if self._autocommit else self._engine.begin()
 
 
 def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage import schema
-from storage.db import single_statements
+from storage.db import SingleStatements
 from storage.repositories import Clock
 
 
@@ -70,7 +70,7 @@ class ExecutionStore:
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
         self.engine = engine
         self._clock = clock
-        self._single = single_statements(engine)
+        self._single = SingleStatements(engine)
 
     async def add(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool, dict[str, Any]]:
         """Read the workflow's definition and insert the execution, on one connection; with an

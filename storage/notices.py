@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.db import single_statements
+from storage.db import SingleStatements
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ _NOTIFY = text("SELECT pg_notify(:channel, :topic)")
 class ChangeNotices:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._single = SingleStatements(engine)
         self._handlers: list[Handler] = []
         self._shared = engine.dialect.name == "postgresql"
         self._listening = False  # while true, our own NOTIFYs come back to us through LISTEN
@@ -44,7 +45,7 @@ class ChangeNotices:
 
     async def publish(self, topic: str) -> None:
         if self._shared:
-            async with single_statements(self.engine).connect() as conn:  # autocommit: sent at once
+            async with self._single.connect() as conn:  # autocommit: sent at once
                 await conn.execute(_NOTIFY, {"channel": CHANNEL, "topic": topic})
             if self._listening:
                 return

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage import schema
-from storage.db import single_statements
+from storage.db import SingleStatements
 from storage.repositories import utcnow
 from storage.schema import time_ordered_id
 
@@ -93,7 +93,7 @@ class OutgoingStore:
     def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.clock = clock
-        self._single = single_statements(engine)
+        self._single = SingleStatements(engine)
 
     # -- webhooks ----------------------------------------------------------------------------------
     async def create(self, values: dict[str, Any]) -> OutgoingWebhookRecord:

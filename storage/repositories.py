@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage import schema
-from storage.db import single_statements
+from storage.db import SingleStatements
 
 Clock = Callable[[], datetime]
 
@@ -147,7 +147,7 @@ class Store:
     def __init__(self, engine: AsyncEngine, clock: Clock = utcnow) -> None:
         self.engine = engine
         self.clock = clock
-        self._single = single_statements(engine)
+        self._single = SingleStatements(engine)
 
     # -- owners -----------------------------------------------------------------------------
     async def create_owner(self, name: str) -> Owner:
