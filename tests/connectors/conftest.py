@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
+from connectors import ActionRunner
 from tests.conftest import swappable_server
 from tests.support.asgi import Swappable
 
@@ -14,3 +18,27 @@ from tests.support.asgi import Swappable
 def provider_server() -> Iterator[tuple[Swappable, str]]:
     """One loopback socket per module; each test installs a fresh fake behind it."""
     yield from swappable_server()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.fixturenames.append("_runners_closed")
+
+
+@pytest.fixture
+async def _runners_closed(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """The tests make ActionRunners in one line (`runner(url).run(...)`); each keeps its provider
+    clients open for reuse until closed. Closed here, on the test's own loop: left to the garbage
+    collector, their sockets warned in whichever test ran next."""
+    made: list[ActionRunner] = []
+    init = ActionRunner.__init__
+
+    def recording_init(self: ActionRunner, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(ActionRunner, "__init__", recording_init)
+    yield
+    for runner in made:
+        await runner.aclose()
