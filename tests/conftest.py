@@ -87,31 +87,29 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _on_cluster(cluster: PostgresCluster, statement: str) -> None:
+    """One statement on the cluster's maintenance database (outside any transaction)."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(cluster.url(driver=""))
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 def _create_database(
     cluster: PostgresCluster, *, name: str | None = None, template: str = "template1"
 ) -> str:
     name = name or f"t_{uuid.uuid4().hex[:16]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(cluster.url(driver=""))
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
+    _on_cluster(cluster, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     return name
 
 
 def _drop_database(cluster: PostgresCluster, name: str) -> None:
-    async def drop() -> None:
-        conn = await asyncpg.connect(cluster.url(driver=""))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+    _on_cluster(cluster, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
