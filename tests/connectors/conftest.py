@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from connectors import ActionRunner
 from tests.conftest import swappable_server
 from tests.support.asgi import Swappable
+
+HERE = Path(__file__).parent
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +23,13 @@ def provider_server() -> Iterator[tuple[Swappable, str]]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # pytest hands this hook every collected test, not only this directory's.
     for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+        if (
+            isinstance(item, pytest.Function)
+            and item.path.is_relative_to(HERE)
+            and inspect.iscoroutinefunction(item.obj)
+        ):
             item.fixturenames.append("_runners_closed")
 
 
